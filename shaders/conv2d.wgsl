@@ -1,0 +1,49 @@
+// conv2d: cross-correlation, NCHW, weight [C_out, C_in/groups, kH, kW]. One invocation per
+// output element; it sums bias, then channels, kernel rows and columns in that order.
+
+struct ConvParams {
+    total: u32, n: u32, c_in: u32, c_out: u32,
+    in_h: u32, in_w: u32, out_h: u32, out_w: u32,
+    k_h: u32, k_w: u32, stride_h: u32, stride_w: u32,
+    dil_h: u32, dil_w: u32, pad_h: u32, pad_w: u32,
+    groups: u32, has_bias: u32, tap_y: u32, tap_x: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(64)
+fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = flat_id(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    let ox = i % p.out_w;
+    let oy = (i / p.out_w) % p.out_h;
+    let oc = (i / (p.out_w * p.out_h)) % p.c_out;
+    let n = i / (p.out_w * p.out_h * p.c_out);
+    let cig = p.c_in / p.groups;
+    let c0 = (oc / (p.c_out / p.groups)) * cig;
+    let iy0 = i32(oy * p.stride_h) - i32(p.pad_h);
+    let ix0 = i32(ox * p.stride_w) - i32(p.pad_w);
+    var acc = 0.0;
+    if (p.has_bias != 0u) { acc = bias[oc]; }
+    for (var ic = 0u; ic < cig; ic++) {
+        let xplane = (n * p.c_in + c0 + ic) * p.in_h;
+        let wrow = (oc * cig + ic) * p.k_h;
+        for (var ky = 0u; ky < p.k_h; ky++) {
+            let iy = iy0 + i32(ky * p.dil_h);
+            if (iy < 0 || iy >= i32(p.in_h)) { continue; }
+            let xrow = (xplane + u32(iy)) * p.in_w;
+            let wk = (wrow + ky) * p.k_w;
+            for (var kx = 0u; kx < p.k_w; kx++) {
+                let ix = ix0 + i32(kx * p.dil_w);
+                if (ix < 0 || ix >= i32(p.in_w)) { continue; }
+                acc += x[xrow + u32(ix)] * w[wk + kx];
+            }
+        }
+    }
+    y[i] = acc;
+}

@@ -1,0 +1,50 @@
+// Shared by pool2d.wgsl and unpool2d.wgsl: the window geometry of `Pool2d`.
+// "in" is the unpooled side [planes, in_h, in_w], "out" the pooled side [planes, out_h, out_w].
+
+struct PoolParams {
+    total: u32, planes: u32, in_h: u32, in_w: u32,
+    out_h: u32, out_w: u32, k_h: u32, k_w: u32,
+    s_h: u32, s_w: u32, p_h: u32, p_w: u32,
+    d_h: u32, d_w: u32, count_include_pad: u32, seed_lo: u32,
+    seed_hi: u32, idx_plane: u32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PoolParams;
+
+// A pooled element: its plane and the input coordinates of its window's first tap.
+struct Window { plane: u32, oy: u32, ox: u32, y0: i32, x0: i32 }
+
+fn window_of(o: u32) -> Window {
+    let ox = o % p.out_w;
+    let oy = (o / p.out_w) % p.out_h;
+    let plane = o / (p.out_w * p.out_h);
+    return Window(plane, oy, ox, i32(oy * p.s_h) - i32(p.p_h), i32(ox * p.s_w) - i32(p.p_w));
+}
+
+// Taps inside [lo, hi) along one axis, for a window starting at `start`.
+fn taps_within(start: i32, k: u32, d: u32, lo: i32, hi: i32) -> u32 {
+    var n = 0u;
+    for (var i = 0u; i < k; i++) {
+        let t = start + i32(i * d);
+        if (t >= lo && t < hi) { n++; }
+    }
+    return n;
+}
+
+// avg_pool2d's divisor (PoolGeometry::divisor on the host).
+fn divisor(win: Window) -> f32 {
+    var lo_y = 0; var hi_y = i32(p.in_h); var lo_x = 0; var hi_x = i32(p.in_w);
+    if (p.count_include_pad != 0u) {
+        lo_y = -i32(p.p_h); hi_y += i32(p.p_h); lo_x = -i32(p.p_w); hi_x += i32(p.p_w);
+    }
+    return f32(taps_within(win.y0, p.k_h, p.d_h, lo_y, hi_y) * taps_within(win.x0, p.k_w, p.d_w, lo_x, hi_x));
+}
+
+// The pooled window `o` along one axis that tap `i` of which lands on `pos`, or -1.
+fn covering(pos: u32, i: u32, pad: u32, d: u32, s: u32, out: u32) -> i32 {
+    let t = i32(pos + pad) - i32(i * d);
+    if (t < 0 || (u32(t) % s) != 0u) { return -1; }
+    let o = u32(t) / s;
+    if (o >= out) { return -1; }
+    return i32(o);
+}

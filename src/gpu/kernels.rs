@@ -1,0 +1,192 @@
+//! The kernels: which shader file and entry point each one is, its bindings, and the cache of
+//! compiled pipelines (each shader module and pipeline is built once per `Gpu`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Threads per workgroup of every kernel (the shaders say `@workgroup_size(64)`).
+pub(crate) const WORKGROUP: u32 = 64;
+
+/// The shader files, embedded at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Shader {
+    Conv2d,
+    ConvTranspose2d,
+    Pool2d,
+    Unpool2d,
+}
+
+impl Shader {
+    fn source(self) -> &'static str {
+        match self {
+            Shader::Conv2d => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv2d.wgsl")
+            ),
+            Shader::ConvTranspose2d => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_transpose2d.wgsl")
+            ),
+            Shader::Pool2d => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/pool_common.wgsl"),
+                include_str!("../../shaders/pool2d.wgsl")
+            ),
+            Shader::Unpool2d => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/pool_common.wgsl"),
+                include_str!("../../shaders/unpool2d.wgsl")
+            ),
+        }
+    }
+}
+
+/// Every compute entry point convpool dispatches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    Conv2d,
+    ConvTransposeInit,
+    ConvTransposeTap,
+    MaxPool,
+    AvgPool,
+    StochasticPool,
+    StochasticExpectation,
+    CheckIndices,
+    MaxUnpoolGather,
+    MaxPoolBackwardGather,
+    UnpoolScatterPlanes,
+    BackwardScatterPlanes,
+    AvgUnpool,
+    AvgPoolBackward,
+}
+
+impl Kernel {
+    /// (shader, entry point, storage bindings). Binding 0 is always the uniform params; the
+    /// launcher passes the storage buffers in the order listed here.
+    fn spec(self) -> (Shader, &'static str, &'static [Binding]) {
+        use Binding::{Read as R, Write as W};
+        use Kernel::*;
+        match self {
+            Conv2d => (Shader::Conv2d, "conv2d", &[R(1), R(2), R(3), W(4)]),
+            ConvTransposeInit => (Shader::ConvTranspose2d, "init_bias", &[R(3), W(4)]),
+            ConvTransposeTap => (Shader::ConvTranspose2d, "scatter_tap", &[R(1), R(2), W(4)]),
+            MaxPool => (Shader::Pool2d, "max_pool", &[R(1), W(2), W(3)]),
+            AvgPool => (Shader::Pool2d, "avg_pool", &[R(1), W(2)]),
+            StochasticPool => (Shader::Pool2d, "stochastic_pool", &[R(1), W(2), W(3)]),
+            StochasticExpectation => (Shader::Pool2d, "stochastic_expectation", &[R(1), W(2)]),
+            CheckIndices => (Shader::Unpool2d, "check_indices", &[R(2), W(4)]),
+            MaxUnpoolGather => (Shader::Unpool2d, "max_unpool_gather", &[R(1), R(2), W(3)]),
+            MaxPoolBackwardGather => (Shader::Unpool2d, "max_backward_gather", &[R(1), R(2), W(3)]),
+            UnpoolScatterPlanes => (Shader::Unpool2d, "max_unpool_planes", &[R(1), R(2), W(3)]),
+            BackwardScatterPlanes => (Shader::Unpool2d, "max_backward_planes", &[R(1), R(2), W(3)]),
+            // The average gathers share `gather` with the max ones, so they bind (and ignore) indices.
+            AvgUnpool => (Shader::Unpool2d, "avg_unpool", &[R(1), R(2), W(3)]),
+            AvgPoolBackward => (Shader::Unpool2d, "avg_pool_backward", &[R(1), R(2), W(3)]),
+        }
+    }
+
+    /// The storage bindings, in the order the launcher passes buffers.
+    pub(crate) fn bindings(self) -> &'static [Binding] {
+        self.spec().2
+    }
+}
+
+/// A storage binding of a kernel: its number and whether the kernel writes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Binding {
+    Read(u32),
+    Write(u32),
+}
+
+impl Binding {
+    pub(crate) fn index(self) -> u32 {
+        match self {
+            Binding::Read(i) | Binding::Write(i) => i,
+        }
+    }
+}
+
+/// A compiled kernel.
+pub(crate) struct Pipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// Shader modules and pipelines, built on first use and kept for the life of the `Gpu`.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+}
+
+impl PipelineCache {
+    pub(crate) fn get(&self, device: &wgpu::Device, kernel: Kernel) -> Arc<Pipeline> {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&kernel)
+        {
+            return p.clone();
+        }
+        let (shader, entry, bindings) = kernel.spec();
+        let module = self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(shader)
+            .or_insert_with(|| {
+                Arc::new(device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(entry),
+                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                }))
+            })
+            .clone();
+        let storage = |b: &Binding| wgpu::BindGroupLayoutEntry {
+            binding: b.index(),
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: matches!(b, Binding::Read(_)),
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        entries.extend(bindings.iter().map(storage));
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(entry),
+            entries: &entries,
+        });
+        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let p = Arc::new(Pipeline { pipeline, layout });
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kernel, p.clone());
+        p
+    }
+}

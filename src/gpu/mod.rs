@@ -1,0 +1,534 @@
+//! The GPU path: a `Gpu` owns one wgpu device, its queue and the compiled pipelines; a
+//! `GpuTensor` is a buffer on it with a shape. Ops submit their work and return at once; only
+//! `download` waits for the device, so a chain of ops runs without a CPU round trip.
+
+mod conv;
+mod kernels;
+mod pool;
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::params::pool::PoolGeometry;
+use crate::tensor::{numel, Element, Tensor};
+use kernels::{Kernel, PipelineCache, WORKGROUP};
+
+static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A GPU device with its queue and compiled kernels. Cheap to clone (an `Arc`), `Send + Sync`:
+/// clones share the device, the pipeline cache and the queue.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    cache: PipelineCache,
+    /// Set by the device-lost callback; every later call returns `Error::DeviceLost`.
+    lost: Arc<Mutex<Option<String>>>,
+    /// Bound where a kernel's optional input (a bias) is absent.
+    dummy: wgpu::Buffer,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("id", &self.inner.id)
+            .field("adapter", &self.inner.info.name)
+            .field("backend", &self.inner.info.backend)
+            .finish()
+    }
+}
+
+/// One dispatch of a launch: a kernel, its params (a `#[repr(C)]` Pod struct as bytes), its
+/// storage buffers in binding order, and how many invocations it needs.
+pub(crate) struct Pass<'a> {
+    pub kernel: Kernel,
+    pub params: Vec<u8>,
+    pub buffers: Vec<&'a wgpu::Buffer>,
+    pub threads: u64,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new<P: bytemuck::Pod>(
+        kernel: Kernel,
+        params: &P,
+        buffers: Vec<&'a wgpu::Buffer>,
+        threads: usize,
+    ) -> Self {
+        Pass {
+            kernel,
+            params: bytemuck::bytes_of(params).to_vec(),
+            buffers,
+            threads: threads as u64,
+        }
+    }
+}
+
+/// Picks the adapter: `WGPU_ADAPTER_NAME` (case-insensitive substring) if set, else the default
+/// adapter for `WGPU_POWER_PREF`; backends follow `WGPU_BACKEND`.
+fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| {
+                a.get_info()
+                    .name
+                    .to_lowercase()
+                    .contains(&name.to_lowercase())
+            })
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    "WGPU_ADAPTER_NAME={name:?} matches none of {names:?}"
+                ))
+            });
+    }
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
+        ..Default::default()
+    }))
+    .map_err(|e| Error::NoAdapter(format!("wgpu found none ({e})")))
+}
+
+impl Gpu {
+    /// Opens the default adapter headless. Honours `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
+    /// `WGPU_POWER_PREF`, and asks for the adapter's own limits (not WebGPU's defaults), so any
+    /// size the hardware allows can be used.
+    pub fn new() -> Result<Gpu> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pick_adapter(&instance)?;
+        let info = adapter.get_info();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("convpool"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                *lost_cb.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(format!("{reason:?}: {msg}"));
+            }
+        });
+        // Every call runs inside error scopes; anything that escapes them is recorded, not a panic.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            eprintln!("convpool: uncaptured wgpu error: {e}");
+        }));
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("convpool dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Gpu {
+            inner: Arc::new(Inner {
+                id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
+                limits: device.limits(),
+                device,
+                queue,
+                info,
+                cache: PipelineCache::default(),
+                lost,
+                dummy,
+            }),
+        })
+    }
+
+    /// The adapter this `Gpu` runs on (name, backend, device type, driver).
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The device limits in force (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// The wgpu device, for interop and timing (timestamp queries).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// A number that identifies this `Gpu` (and its clones) in error messages.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Waits until all work submitted so far has finished.
+    pub fn synchronize(&self) -> Result<()> {
+        self.check_lost("synchronize")?;
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu {
+                op: "synchronize",
+                msg: e.to_string(),
+            })
+    }
+
+    /// Copies a host tensor to the device.
+    pub fn upload<T: Element>(&self, t: &Tensor<T>) -> Result<GpuTensor<T>> {
+        let op = "upload";
+        let bytes = self.buffer_bytes::<T>(op, "tensor", t.len())?;
+        let mut contents = bytemuck::cast_slice::<T, u8>(t.data()).to_vec();
+        contents.resize(bytes as usize, 0);
+        let buffer = self.scoped(op, || {
+            self.inner
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("convpool tensor"),
+                    contents: &contents,
+                    usage: tensor_usage(),
+                })
+        })?;
+        Ok(GpuTensor::from_parts(self, buffer, t.shape().to_vec()))
+    }
+
+    fn check_lost(&self, op: &'static str) -> Result<()> {
+        match &*self.inner.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(msg) => Err(Error::DeviceLost {
+                op,
+                msg: msg.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes: any wgpu error it
+    /// raises becomes an `Err` naming `op` instead of a panic.
+    fn scoped<R>(&self, op: &'static str, f: impl FnOnce() -> R) -> Result<R> {
+        self.check_lost(op)?;
+        let d = &self.inner.device;
+        let internal = d.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = d.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = d.push_error_scope(wgpu::ErrorFilter::Validation);
+        let r = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+            pollster::block_on(internal.pop()),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(Error::Gpu {
+                op,
+                msg: e.to_string(),
+            });
+        }
+        self.check_lost(op)?;
+        Ok(r)
+    }
+
+    /// Size in bytes of a storage buffer for `len` elements of `T` (at least 4), or `Err` when it
+    /// exceeds what one buffer or one storage binding may hold on this device.
+    fn buffer_bytes<T: Element>(
+        &self,
+        op: &'static str,
+        what: &'static str,
+        len: usize,
+    ) -> Result<u64> {
+        let bytes = (len as u128 * std::mem::size_of::<T>() as u128).max(4);
+        let l = &self.inner.limits;
+        let limit = l
+            .max_buffer_size
+            .min(l.max_storage_buffer_binding_size);
+        if bytes > limit as u128 {
+            return Err(Error::TooLarge {
+                op,
+                what,
+                bytes: bytes.min(u64::MAX as u128) as u64,
+                limit,
+            });
+        }
+        Ok(bytes as u64)
+    }
+
+    /// A new device tensor of `shape` for the output of `op` (zero-filled by wgpu).
+    pub(crate) fn alloc<T: Element>(
+        &self,
+        op: &'static str,
+        shape: &[usize],
+    ) -> Result<GpuTensor<T>> {
+        let len = numel(op, shape)?;
+        let bytes = self.buffer_bytes::<T>(op, "output", len)?;
+        let buffer = self.scoped(op, || {
+            self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(op),
+                size: bytes,
+                usage: tensor_usage(),
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(GpuTensor::from_parts(self, buffer, shape.to_vec()))
+    }
+
+    /// `Err` unless `t` was made by this `Gpu` (or a clone of it).
+    pub(crate) fn check_owner<T: Element>(
+        &self,
+        op: &'static str,
+        what: &'static str,
+        t: &GpuTensor<T>,
+    ) -> Result<()> {
+        if t.gpu.inner.id != self.inner.id {
+            return Err(Error::WrongDevice {
+                op,
+                what,
+                found: t.gpu.inner.id,
+                expected: self.inner.id,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn dummy(&self) -> &wgpu::Buffer {
+        &self.inner.dummy
+    }
+
+    /// Workgroup counts for `threads` invocations, folded into two dimensions when one would
+    /// exceed the device's per-dimension limit (the shaders rebuild the linear index).
+    fn grid(&self, op: &'static str, threads: u64) -> Result<(u32, u32)> {
+        let groups = threads.div_ceil(WORKGROUP as u64);
+        let max = self.inner.limits.max_compute_workgroups_per_dimension as u64;
+        if groups <= max {
+            return Ok((groups as u32, 1));
+        }
+        let rows = groups.div_ceil(max);
+        if rows > max {
+            return Err(Error::invalid(
+                op,
+                format!("{threads} invocations need more than {max}×{max} workgroups"),
+            ));
+        }
+        Ok((max as u32, rows as u32))
+    }
+
+    /// Records and submits the passes, in order, in one compute pass. `clear` buffers are
+    /// zeroed first. Returns without waiting for the device.
+    pub(crate) fn launch(
+        &self,
+        op: &'static str,
+        clear: &[&wgpu::Buffer],
+        passes: &[Pass<'_>],
+    ) -> Result<()> {
+        let align = self.inner.limits.min_uniform_buffer_offset_alignment as usize;
+        let mut uniforms = Vec::new();
+        let mut offsets = Vec::new();
+        let mut grids = Vec::new();
+        for p in passes {
+            let threads_ok = p.threads <= u32::MAX as u64;
+            if !threads_ok {
+                return Err(Error::invalid(
+                    op,
+                    format!("{} invocations exceed 2^32", p.threads),
+                ));
+            }
+            grids.push(self.grid(op, p.threads)?);
+            uniforms.resize(uniforms.len().next_multiple_of(align), 0);
+            offsets.push(uniforms.len() as u64);
+            uniforms.extend_from_slice(&p.params);
+        }
+        let d = &self.inner.device;
+        self.scoped(op, || {
+            let params = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("convpool params"),
+                contents: if uniforms.is_empty() {
+                    &[0; 16]
+                } else {
+                    &uniforms
+                },
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let mut encoder =
+                d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+            for b in clear {
+                encoder.clear_buffer(b, 0, None);
+            }
+            {
+                let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(op),
+                    timestamp_writes: None,
+                });
+                for ((p, &offset), &(x, y)) in passes.iter().zip(&offsets).zip(&grids) {
+                    if p.threads == 0 {
+                        continue;
+                    }
+                    let pipe = self.inner.cache.get(d, p.kernel);
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &params,
+                            offset,
+                            size: std::num::NonZeroU64::new(p.params.len() as u64),
+                        }),
+                    }];
+                    let bindings = p.kernel.bindings();
+                    debug_assert_eq!(bindings.len(), p.buffers.len(), "{:?}", p.kernel);
+                    for (slot, b) in bindings.iter().zip(&p.buffers) {
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: slot.index(),
+                            resource: b.as_entire_binding(),
+                        });
+                    }
+                    let bind = d.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(op),
+                        layout: &pipe.layout,
+                        entries: &entries,
+                    });
+                    cpass.set_pipeline(&pipe.pipeline);
+                    cpass.set_bind_group(0, &bind, &[]);
+                    cpass.dispatch_workgroups(x, y, 1);
+                }
+            }
+            self.inner.queue.submit([encoder.finish()]);
+        })
+    }
+}
+
+fn tensor_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+/// A tensor on a `Gpu`: a storage buffer and a shape. Cloning shares the buffer (ops never
+/// write into their inputs, so a `GpuTensor` is immutable once made).
+pub struct GpuTensor<T: Element = f32> {
+    gpu: Gpu,
+    buffer: Arc<wgpu::Buffer>,
+    shape: Vec<usize>,
+    /// For indices made by a pooling op: the window geometry that produced them. Lets
+    /// unpooling skip the index range check and gather instead of scatter.
+    pub(crate) origin: Option<PoolGeometry>,
+    _t: PhantomData<T>,
+}
+
+impl<T: Element> Clone for GpuTensor<T> {
+    fn clone(&self) -> Self {
+        GpuTensor {
+            gpu: self.gpu.clone(),
+            buffer: self.buffer.clone(),
+            shape: self.shape.clone(),
+            origin: self.origin,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element> std::fmt::Debug for GpuTensor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GpuTensor<{}>{:?} on Gpu #{}",
+            T::NAME,
+            self.shape,
+            self.gpu.inner.id
+        )
+    }
+}
+
+impl<T: Element> GpuTensor<T> {
+    fn from_parts(gpu: &Gpu, buffer: wgpu::Buffer, shape: Vec<usize>) -> Self {
+        GpuTensor {
+            gpu: gpu.clone(),
+            buffer: Arc::new(buffer),
+            shape,
+            origin: None,
+            _t: PhantomData,
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `Gpu` this tensor lives on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The underlying buffer (at least 4 bytes; the first `len() * 4` are the elements).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// Copies the tensor back to the host, waiting for every op that produced it.
+    pub fn download(&self) -> Result<Tensor<T>> {
+        let op = "download";
+        let len = self.len();
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        if bytes == 0 {
+            return Tensor::new(self.shape.clone(), Vec::new());
+        }
+        let gpu = &self.gpu;
+        let d = &gpu.inner.device;
+        let staging = gpu.scoped(op, || {
+            let staging = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("convpool download"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder =
+                d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+            encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, bytes);
+            gpu.inner.queue.submit([encoder.finish()]);
+            staging
+        })?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.synchronize()?;
+        let mapped = pollster::block_on(rx.receive()).ok_or_else(|| Error::Gpu {
+            op,
+            msg: "the map callback never ran".into(),
+        })?;
+        mapped.map_err(|e| Error::Gpu {
+            op,
+            msg: e.to_string(),
+        })?;
+        gpu.check_lost(op)?;
+        let data = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu {
+                    op,
+                    msg: e.to_string(),
+                })?;
+            bytemuck::cast_slice::<u8, T>(&view).to_vec()
+        };
+        staging.unmap();
+        Tensor::new(self.shape.clone(), data)
+    }
+}

@@ -1,0 +1,357 @@
+//! Launchers for pooling, unpooling and the pooling backward passes
+//! (shaders/pool2d.wgsl, shaders/unpool2d.wgsl).
+
+use super::{Gpu, GpuTensor, Pass};
+use crate::error::{ensure, Error, Result};
+use crate::gpu::kernels::Kernel;
+use crate::params::pool::{Pool2d, PoolGeometry};
+use crate::tensor::{dims4, Tensor};
+
+/// `PoolParams` in the shaders.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct PoolParams {
+    total: u32,
+    planes: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    k_h: u32,
+    k_w: u32,
+    s_h: u32,
+    s_w: u32,
+    p_h: u32,
+    p_w: u32,
+    d_h: u32,
+    d_w: u32,
+    count_include_pad: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    idx_plane: u32,
+    _pad: [u32; 2],
+}
+
+impl PoolParams {
+    fn new(g: &PoolGeometry, total: usize) -> Self {
+        let u = |v: usize| v as u32;
+        PoolParams {
+            total: u(total),
+            planes: u(g.n * g.c),
+            in_h: u(g.input[0]),
+            in_w: u(g.input[1]),
+            out_h: u(g.output[0]),
+            out_w: u(g.output[1]),
+            k_h: u(g.kernel[0]),
+            k_w: u(g.kernel[1]),
+            s_h: u(g.stride[0]),
+            s_w: u(g.stride[1]),
+            p_h: u(g.padding[0]),
+            p_w: u(g.padding[1]),
+            d_h: u(g.dilation[0]),
+            d_w: u(g.dilation[1]),
+            count_include_pad: g.count_include_pad as u32,
+            idx_plane: u(g.input[0] * g.input[1]),
+            ..Default::default()
+        }
+    }
+}
+
+/// The shaders compute window coordinates in i32: refuse windows that reach past that.
+fn check_reach(op: &'static str, g: &PoolGeometry) -> Result<()> {
+    for a in 0..2 {
+        let reach =
+            g.output[a] as u128 * g.stride[a] as u128 + g.kernel[a] as u128 * g.dilation[a] as u128;
+        ensure!(
+            reach < i32::MAX as u128,
+            op,
+            "stride, kernel or dilation too large for the GPU kernels (coordinates reach {reach})"
+        );
+    }
+    Ok(())
+}
+
+impl Gpu {
+    /// Runs one pooling kernel that writes values (and, for `idx`, indices).
+    fn pool(
+        &self,
+        op: &'static str,
+        kernel: Kernel,
+        x: &GpuTensor,
+        p: &Pool2d,
+        seed: u64,
+        with_idx: bool,
+    ) -> Result<(GpuTensor, Option<GpuTensor<u32>>)> {
+        self.check_owner(op, "input", x)?;
+        let g = p.geometry(op, x.shape())?;
+        check_reach(op, &g)?;
+        let vals = self.alloc::<f32>(op, &g.output_shape())?;
+        let idx = with_idx
+            .then(|| self.alloc::<u32>(op, &g.output_shape()))
+            .transpose()?;
+        let params = PoolParams {
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            ..PoolParams::new(&g, vals.len())
+        };
+        let mut buffers = vec![x.buffer(), vals.buffer()];
+        buffers.extend(idx.as_ref().map(GpuTensor::buffer));
+        self.launch(op, &[], &[Pass::new(kernel, &params, buffers, vals.len())])?;
+        Ok((
+            vals,
+            idx.map(|mut i| {
+                i.origin = Some(g);
+                i
+            }),
+        ))
+    }
+
+    /// PyTorch's `max_pool2d(..., return_indices=True)`; see [`crate::cpu::max_pool2d`].
+    /// One dispatch writes values and `u32` indices.
+    pub fn max_pool2d(&self, x: &GpuTensor, p: &Pool2d) -> Result<(GpuTensor, GpuTensor<u32>)> {
+        let (v, i) = self.pool("max_pool2d", Kernel::MaxPool, x, p, 0, true)?;
+        Ok((v, i.expect("indices requested")))
+    }
+
+    /// PyTorch's `avg_pool2d`; see [`crate::cpu::avg_pool2d`].
+    pub fn avg_pool2d(&self, x: &GpuTensor, p: &Pool2d) -> Result<GpuTensor> {
+        Ok(self.pool("avg_pool2d", Kernel::AvgPool, x, p, 0, false)?.0)
+    }
+
+    /// Stochastic pooling, training mode; see [`crate::cpu::stochastic_pool2d`]. The same seed
+    /// picks the same indices as the CPU path.
+    pub fn stochastic_pool2d(
+        &self,
+        x: &GpuTensor,
+        p: &Pool2d,
+        seed: u64,
+    ) -> Result<(GpuTensor, GpuTensor<u32>)> {
+        let (v, i) = self.pool(
+            "stochastic_pool2d",
+            Kernel::StochasticPool,
+            x,
+            p,
+            seed,
+            true,
+        )?;
+        Ok((v, i.expect("indices requested")))
+    }
+
+    /// Stochastic pooling, test mode (the expectation); see
+    /// [`crate::cpu::stochastic_pool2d_expectation`].
+    pub fn stochastic_pool2d_expectation(&self, x: &GpuTensor, p: &Pool2d) -> Result<GpuTensor> {
+        let op = "stochastic_pool2d_expectation";
+        Ok(self
+            .pool(op, Kernel::StochasticExpectation, x, p, 0, false)?
+            .0)
+    }
+
+    /// Shared body of max_unpool2d and max_pool2d_backward.
+    fn index_scatter(
+        &self,
+        op: &'static str,
+        vals: &GpuTensor,
+        idx: &GpuTensor<u32>,
+        size: [usize; 2],
+        gather: Kernel,
+        planes_kernel: Kernel,
+    ) -> Result<GpuTensor> {
+        self.check_owner(op, "values", vals)?;
+        self.check_owner(op, "indices", idx)?;
+        let [n, c, ph, pw] = dims4(op, "values", vals.shape())?;
+        ensure!(
+            idx.shape() == vals.shape(),
+            op,
+            "indices shape {:?} differs from values shape {:?}",
+            idx.shape(),
+            vals.shape()
+        );
+        let plane_len = size[0]
+            .checked_mul(size[1])
+            .ok_or_else(|| Error::invalid(op, format!("output size {size:?} overflows")))?;
+        let out = self.alloc::<f32>(op, &[n, c, size[0], size[1]])?;
+        ensure!(
+            plane_len <= u32::MAX as usize,
+            op,
+            "output plane {size:?} has more than 2^32 positions"
+        );
+        // Indices made by max_pool2d over an input of this very size: gather through the
+        // windows (fast, and they are in range by construction).
+        if let Some(g) = idx
+            .origin
+            .filter(|g| g.input == size && g.output == [ph, pw] && g.n * g.c == n * c)
+        {
+            let params = PoolParams::new(&g, out.len());
+            self.launch(
+                op,
+                &[],
+                &[Pass::new(
+                    gather,
+                    &params,
+                    vec![vals.buffer(), idx.buffer(), out.buffer()],
+                    out.len(),
+                )],
+            )?;
+            return Ok(out);
+        }
+        // Indices of another origin: check the range on the device first (one small readback),
+        // then scatter plane by plane in row-major order.
+        let bound_known = idx
+            .origin
+            .is_some_and(|g| g.input[0] * g.input[1] <= plane_len);
+        if !bound_known && !idx.is_empty() {
+            self.check_index_range(op, idx, size, plane_len)?;
+        }
+        let params = PoolParams {
+            total: (n * c) as u32,
+            out_h: ph as u32,
+            out_w: pw as u32,
+            idx_plane: plane_len as u32,
+            ..Default::default()
+        };
+        self.launch(
+            op,
+            &[],
+            &[Pass::new(
+                planes_kernel,
+                &params,
+                vec![vals.buffer(), idx.buffer(), out.buffer()],
+                n * c,
+            )],
+        )?;
+        Ok(out)
+    }
+
+    /// `Err` naming the first index `>= plane_len`; runs `check_indices` on the device.
+    fn check_index_range(
+        &self,
+        op: &'static str,
+        idx: &GpuTensor<u32>,
+        size: [usize; 2],
+        plane_len: usize,
+    ) -> Result<()> {
+        let flag = self.upload(&Tensor::new([1], vec![u32::MAX])?)?;
+        let params = PoolParams {
+            total: idx.len() as u32,
+            idx_plane: plane_len as u32,
+            ..Default::default()
+        };
+        self.launch(
+            op,
+            &[],
+            &[Pass::new(
+                Kernel::CheckIndices,
+                &params,
+                vec![idx.buffer(), flag.buffer()],
+                idx.len(),
+            )],
+        )?;
+        let first_bad = flag.download()?.data()[0];
+        if first_bad == u32::MAX {
+            return Ok(());
+        }
+        let j = first_bad as usize;
+        // Fetch the offending value for the message.
+        let one = self.alloc::<u32>(op, &[1])?;
+        self.scoped(op, || {
+            let mut enc = self.device().create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(idx.buffer(), j as u64 * 4, one.buffer(), 0, 4);
+            self.queue().submit([enc.finish()]);
+        })?;
+        let value = one.download()?.data()[0];
+        let per_plane = idx.shape()[2] * idx.shape()[3];
+        Err(Error::invalid(
+            op,
+            format!(
+                "index {value} at position {j} (plane {}) is out of range for a {}×{} output plane ({plane_len} positions)",
+                j / per_plane.max(1),
+                size[0],
+                size[1]
+            ),
+        ))
+    }
+
+    /// PyTorch's `max_unpool2d`; see [`crate::cpu::max_unpool2d`]. Out-of-range indices are an
+    /// `Err` and are never written.
+    pub fn max_unpool2d(
+        &self,
+        vals: &GpuTensor,
+        idx: &GpuTensor<u32>,
+        size: [usize; 2],
+    ) -> Result<GpuTensor> {
+        self.index_scatter(
+            "max_unpool2d",
+            vals,
+            idx,
+            size,
+            Kernel::MaxUnpoolGather,
+            Kernel::UnpoolScatterPlanes,
+        )
+    }
+
+    /// Gradient of max_pool2d w.r.t. its input; see [`crate::cpu::max_pool2d_backward`].
+    pub fn max_pool2d_backward(
+        &self,
+        grad: &GpuTensor,
+        idx: &GpuTensor<u32>,
+        size: [usize; 2],
+    ) -> Result<GpuTensor> {
+        let op = "max_pool2d_backward";
+        self.index_scatter(
+            op,
+            grad,
+            idx,
+            size,
+            Kernel::MaxPoolBackwardGather,
+            Kernel::BackwardScatterPlanes,
+        )
+    }
+
+    /// Shared body of avg_unpool2d and avg_pool2d_backward: a gather over covering windows.
+    fn window_gather(
+        &self,
+        op: &'static str,
+        kernel: Kernel,
+        a: &GpuTensor,
+        p: &Pool2d,
+        size: [usize; 2],
+    ) -> Result<GpuTensor> {
+        self.check_owner(op, "pooled tensor", a)?;
+        let g = p.geometry_for(op, a.shape(), size)?;
+        check_reach(op, &g)?;
+        let out = self.alloc::<f32>(op, &g.input_shape())?;
+        let params = PoolParams::new(&g, out.len());
+        self.launch(
+            op,
+            &[],
+            &[Pass::new(
+                kernel,
+                &params,
+                vec![a.buffer(), self.dummy(), out.buffer()],
+                out.len(),
+            )],
+        )?;
+        Ok(out)
+    }
+
+    /// Average unpooling; see [`crate::cpu::avg_unpool2d`].
+    pub fn avg_unpool2d(&self, a: &GpuTensor, p: &Pool2d, size: [usize; 2]) -> Result<GpuTensor> {
+        self.window_gather("avg_unpool2d", Kernel::AvgUnpool, a, p, size)
+    }
+
+    /// Gradient of avg_pool2d w.r.t. its input; see [`crate::cpu::avg_pool2d_backward`].
+    pub fn avg_pool2d_backward(
+        &self,
+        grad: &GpuTensor,
+        p: &Pool2d,
+        size: [usize; 2],
+    ) -> Result<GpuTensor> {
+        self.window_gather(
+            "avg_pool2d_backward",
+            Kernel::AvgPoolBackward,
+            grad,
+            p,
+            size,
+        )
+    }
+}

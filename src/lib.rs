@@ -1,0 +1,29 @@
+//! # convpool
+//!
+//! Convolution, transposed convolution, pooling and unpooling layers on any GPU through wgpu,
+//! with PyTorch's semantics, and a CPU reference path that every GPU result is tested against.
+//!
+//! ```no_run
+//! use convpool::{cpu, Conv2d, Gpu, Padding, Tensor};
+//! # fn main() -> convpool::Result<()> {
+//! let gpu = Gpu::new()?;
+//! let x = Tensor::new([1, 1, 3, 3], (0..9).map(|v| v as f32).collect())?;
+//! let k = Tensor::new([1, 1, 2, 2], vec![1.0, 0.0, 0.0, 1.0])?;
+//! let spec = Conv2d { padding: Padding::Valid, ..Default::default() };
+//! let y = gpu.conv2d(&gpu.upload(&x)?, &gpu.upload(&k)?, None, &spec)?.download()?;
+//! assert_eq!(y, cpu::conv2d(&x, &k, None, &spec)?);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod cpu;
+mod error;
+pub mod gpu;
+pub mod params;
+mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuTensor};
+pub use params::conv::{Conv2d, ConvGeometry, ConvTranspose2d, Padding};
+pub use params::pool::{Pool2d, PoolGeometry};
+pub use tensor::{Element, Tensor};

@@ -1,0 +1,21 @@
+//! Op parameters. Each params struct owns its shape arithmetic: it validates the input shapes
+//! once, with checked arithmetic, and resolves them into a geometry that the CPU reference and
+//! the GPU launchers both use.
+
+pub mod conv;
+pub mod pool;
+
+/// `a` as an `i128`, so that shape arithmetic on `usize` cannot overflow.
+pub(crate) fn wide(a: usize) -> i128 {
+    a as i128
+}
+
+/// Checks that every value of `vals` is at least 1; `names` says what they are.
+pub(crate) fn ensure_positive(op: &'static str, what: &str, vals: [usize; 2]) -> crate::Result<()> {
+    crate::error::ensure!(
+        vals[0] >= 1 && vals[1] >= 1,
+        op,
+        "{what} must be at least 1 on each axis, got {vals:?}"
+    );
+    Ok(())
+}

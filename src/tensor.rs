@@ -1,0 +1,116 @@
+//! Host tensors: a shape and a row-major `Vec` of `f32` or `u32`.
+
+use crate::error::{ensure, Error, Result};
+
+/// Element types a tensor can hold: `f32` for data, `u32` for pooling indices.
+pub trait Element:
+    bytemuck::Pod + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static
+{
+    /// Name used in messages.
+    const NAME: &'static str;
+}
+impl Element for f32 {
+    const NAME: &'static str = "f32";
+}
+impl Element for u32 {
+    const NAME: &'static str = "u32";
+}
+
+/// A dense row-major tensor on the host. Ops expect rank 4, NCHW.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor<T: Element = f32> {
+    shape: Vec<usize>,
+    data: Vec<T>,
+}
+
+/// The number of elements of `shape`, or an error naming `op` if the product overflows.
+pub(crate) fn numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            Error::invalid(
+                op,
+                format!("shape {shape:?} has more than usize::MAX elements"),
+            )
+        })
+}
+
+impl<T: Element> Tensor<T> {
+    /// A tensor of `shape` holding `data` in row-major order.
+    /// `Err` if `data.len()` is not the product of `shape`.
+    pub fn new(shape: impl Into<Vec<usize>>, data: Vec<T>) -> Result<Self> {
+        let shape = shape.into();
+        let n = numel("Tensor::new", &shape)?;
+        ensure!(
+            n == data.len(),
+            "Tensor::new",
+            "shape {shape:?} holds {n} elements but data has {}",
+            data.len()
+        );
+        Ok(Tensor { shape, data })
+    }
+
+    /// A tensor of `shape` filled with zeros.
+    pub fn zeros(shape: impl Into<Vec<usize>>) -> Result<Self> {
+        let shape = shape.into();
+        let n = numel("Tensor::zeros", &shape)?;
+        Ok(Tensor {
+            shape,
+            data: vec![T::default(); n],
+        })
+    }
+
+    /// A tensor whose element at flat index `i` is `f(i)`.
+    pub fn from_fn(shape: impl Into<Vec<usize>>, f: impl FnMut(usize) -> T) -> Result<Self> {
+        let shape = shape.into();
+        let n = numel("Tensor::from_fn", &shape)?;
+        Ok(Tensor {
+            shape,
+            data: (0..n).map(f).collect(),
+        })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The elements in row-major order.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The elements, mutable.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Gives back the elements.
+    pub fn into_data(self) -> Vec<T> {
+        self.data
+    }
+}
+
+/// The four dimensions of `shape`, or `Err` when its rank is not 4.
+pub(crate) fn dims4(op: &'static str, what: &str, shape: &[usize]) -> Result<[usize; 4]> {
+    <[usize; 4]>::try_from(shape).map_err(|_| {
+        Error::invalid(
+            op,
+            format!(
+                "{what} must have rank 4 (NCHW), got shape {shape:?} of rank {}",
+                shape.len()
+            ),
+        )
+    })
+}
