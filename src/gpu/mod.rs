@@ -250,9 +250,7 @@ impl Gpu {
     ) -> Result<u64> {
         let bytes = (len as u128 * std::mem::size_of::<T>() as u128).max(4);
         let l = &self.inner.limits;
-        let limit = l
-            .max_buffer_size
-            .min(l.max_storage_buffer_binding_size);
+        let limit = l.max_buffer_size.min(l.max_storage_buffer_binding_size);
         if bytes > limit as u128 {
             return Err(Error::TooLarge {
                 op,

@@ -1,0 +1,897 @@
+//! conv2d and conv_transpose2d: the worked example, output sizes, the matrix view, the adjoint
+//! identity, GPU vs CPU sweeps, determinism and bad input.
+
+mod common;
+
+use common::{assert_close, assert_exact, dot, gpu, Rng};
+use convpool::{cpu, Conv2d, ConvTranspose2d, Error, Padding, Tensor};
+
+#[rustfmt::skip]
+const IMAGE: [f32; 25] = [
+    1., 1., 1., 0., 0.,
+    0., 1., 1., 1., 0.,
+    0., 0., 1., 1., 1.,
+    0., 0., 1., 1., 0.,
+    0., 1., 1., 0., 0.,
+];
+const KERNEL: [f32; 9] = [1., 0., 1., 0., 1., 0., 1., 0., 1.];
+
+fn worked() -> (Tensor, Tensor) {
+    (
+        Tensor::new([1, 1, 5, 5], IMAGE.to_vec()).unwrap(),
+        Tensor::new([1, 1, 3, 3], KERNEL.to_vec()).unwrap(),
+    )
+}
+
+#[test]
+fn worked_example_cpu_and_gpu() {
+    let (x, k) = worked();
+    let valid = Conv2d::default();
+    let want = Tensor::new([1, 1, 3, 3], vec![4., 3., 4., 2., 4., 3., 2., 3., 4.]).unwrap();
+    assert_exact(
+        "cpu valid",
+        &cpu::conv2d(&x, &k, None, &valid).unwrap(),
+        &want,
+    );
+    let strided = Conv2d {
+        stride: [2, 2],
+        ..Default::default()
+    };
+    let want2 = Tensor::new([1, 1, 2, 2], vec![4., 4., 2., 4.]).unwrap();
+    assert_exact(
+        "cpu stride 2",
+        &cpu::conv2d(&x, &k, None, &strided).unwrap(),
+        &want2,
+    );
+    let Some(gpu) = gpu() else { return };
+    let (gx, gk) = (gpu.upload(&x).unwrap(), gpu.upload(&k).unwrap());
+    let y = gpu
+        .conv2d(&gx, &gk, None, &valid)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_eq!(y.shape(), &[1, 1, 3, 3]);
+    assert_exact("gpu valid", &y, &want);
+    assert_exact(
+        "gpu stride 2",
+        &gpu.conv2d(&gx, &gk, None, &strided)
+            .unwrap()
+            .download()
+            .unwrap(),
+        &want2,
+    );
+}
+
+#[test]
+fn output_sizes_of_padding_modes() {
+    // (n, k, stride, padding) -> expected output size, odd and even kernels.
+    let cases = [
+        (5, 3, 1, Padding::Valid, 3),
+        (5, 3, 1, Padding::Same, 5),
+        (5, 3, 1, Padding::Full, 7),
+        (5, 4, 1, Padding::Valid, 2),
+        (5, 4, 1, Padding::Same, 5),
+        (5, 4, 1, Padding::Full, 8),
+        (6, 2, 1, Padding::Same, 6),
+        (7, 3, 2, Padding::Same, 4),
+        (8, 4, 3, Padding::Same, 3),
+        (5, 3, 2, Padding::Full, 4),
+        (5, 1, 1, Padding::Full, 5),
+    ];
+    for (n, k, s, padding, want) in cases {
+        let spec = Conv2d {
+            stride: [s, s],
+            padding,
+            ..Default::default()
+        };
+        let g = spec.geometry(&[1, 1, n, n], &[1, 1, k, k], None).unwrap();
+        assert_eq!(g.output, [want, want], "n={n} k={k} s={s} {padding:?}");
+        let x = Tensor::new([1, 1, n, n], vec![1.0; n * n]).unwrap();
+        let w = Tensor::new([1, 1, k, k], vec![1.0; k * k]).unwrap();
+        assert_eq!(
+            cpu::conv2d(&x, &w, None, &spec).unwrap().shape(),
+            &[1, 1, want, want]
+        );
+    }
+    // Same with an even kernel puts the odd padding at the bottom/right.
+    let g = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    }
+    .geometry(&[1, 1, 6, 6], &[1, 1, 4, 4], None)
+    .unwrap();
+    assert_eq!((g.pad_before, g.pad_after), ([1, 1], [2, 2]));
+    // Full padding with dilation spans (k-1)*d.
+    let g = Conv2d {
+        padding: Padding::Full,
+        dilation: [2, 3],
+        ..Default::default()
+    }
+    .geometry(&[1, 1, 5, 5], &[1, 1, 3, 3], None)
+    .unwrap();
+    assert_eq!((g.pad_before, g.output), ([4, 6], [9, 11]));
+}
+
+/// `C · v` for a `[rows, cols]` matrix.
+fn matvec(m: &Tensor, v: &[f32]) -> Vec<f32> {
+    let cols = m.shape()[1];
+    m.data()
+        .chunks(cols)
+        .map(|row| row.iter().zip(v).map(|(a, b)| a * b).sum())
+        .collect()
+}
+
+/// `Cᵀ · v`.
+fn matvec_t(m: &Tensor, v: &[f32]) -> Vec<f32> {
+    let cols = m.shape()[1];
+    let mut out = vec![0.0; cols];
+    for (row, &s) in m.data().chunks(cols).zip(v) {
+        for (o, &a) in out.iter_mut().zip(row) {
+            *o += a * s;
+        }
+    }
+    out
+}
+
+#[test]
+fn matrix_view_of_convolution_and_its_transpose() {
+    let mut rng = Rng::new(7);
+    let cases = [
+        ([1, 1, 4, 4], [1, 1, 3, 3], [1, 1], [0, 0], [1, 1], 1),
+        ([1, 2, 5, 4], [3, 2, 2, 3], [2, 1], [1, 0], [1, 1], 1),
+        ([2, 4, 5, 5], [4, 2, 3, 2], [2, 2], [1, 1], [1, 2], 2),
+        ([1, 3, 7, 6], [3, 1, 3, 3], [3, 2], [2, 1], [2, 1], 3),
+    ];
+    for (xs, ws, stride, pad, dilation, groups) in cases {
+        let w = rng.int_tensor(ws, 3);
+        let x = rng.int_tensor(xs, 3);
+        let spec = Conv2d {
+            stride,
+            padding: Padding::Explicit {
+                top: pad[0],
+                bottom: pad[0],
+                left: pad[1],
+                right: pad[1],
+            },
+            dilation,
+            groups,
+        };
+        let c = cpu::conv2d_matrix(&xs, &w, &spec).unwrap();
+        let y = cpu::conv2d(&x, &w, None, &spec).unwrap();
+        assert_eq!(
+            y.data(),
+            matvec(&c, x.data()).as_slice(),
+            "conv2d == C·x for {xs:?} {ws:?}"
+        );
+        let t = ConvTranspose2d {
+            stride,
+            padding: pad,
+            output_padding: [0, 0],
+            dilation,
+            groups,
+        };
+        let gy = rng.int_tensor(y.shape(), 3);
+        // Pick output_padding so the transposed output has the forward input's size.
+        let plain = cpu::conv_transpose2d(&gy, &w, None, &t).unwrap();
+        let op = [xs[2] - plain.shape()[2], xs[3] - plain.shape()[3]];
+        let t = ConvTranspose2d {
+            output_padding: op,
+            ..t
+        };
+        let gx = cpu::conv_transpose2d(&gy, &w, None, &t).unwrap();
+        assert_eq!(gx.shape(), &xs);
+        assert_eq!(
+            gx.data(),
+            matvec_t(&c, gy.data()).as_slice(),
+            "conv_transpose2d == Cᵀ·y for {xs:?} {ws:?}"
+        );
+        if let Some(gpu) = gpu() {
+            let (gw, ggy) = (gpu.upload(&w).unwrap(), gpu.upload(&gy).unwrap());
+            let on_gpu = gpu
+                .conv_transpose2d(&ggy, &gw, None, &t)
+                .unwrap()
+                .download()
+                .unwrap();
+            assert_exact("gpu conv_transpose2d == Cᵀ·y (integers)", &on_gpu, &gx);
+            let gx_ = gpu.upload(&x).unwrap();
+            assert_exact(
+                "gpu conv2d == C·x (integers)",
+                &gpu.conv2d(&gx_, &gw, None, &spec)
+                    .unwrap()
+                    .download()
+                    .unwrap(),
+                &y,
+            );
+        }
+    }
+}
+
+/// A random convolution case: (x shape, w shape, Conv2d, bias?).
+fn random_case(rng: &mut Rng) -> ([usize; 4], [usize; 4], Conv2d, bool) {
+    let groups = [1, 1, 2, 3][rng.range(0, 3)];
+    let cig = rng.range(1, 3);
+    let cog = rng.range(1, 3);
+    let (kh, kw) = (rng.range(1, 4), rng.range(1, 4));
+    let stride = [rng.range(1, 3), rng.range(1, 3)];
+    let dilation = [rng.range(1, 2), rng.range(1, 2)];
+    let padding = match rng.range(0, 3) {
+        0 => Padding::Valid,
+        1 => Padding::Same,
+        2 => Padding::Full,
+        _ => Padding::Explicit {
+            top: rng.range(0, 2),
+            bottom: rng.range(0, 2),
+            left: rng.range(0, 2),
+            right: rng.range(0, 2),
+        },
+    };
+    let h = rng.range((kh - 1) * dilation[0] + 1, 11);
+    let w = rng.range((kw - 1) * dilation[1] + 1, 11);
+    let x = [rng.range(1, 2), cig * groups, h, w];
+    let wt = [cog * groups, cig, kh, kw];
+    (
+        x,
+        wt,
+        Conv2d {
+            stride,
+            padding,
+            dilation,
+            groups,
+        },
+        rng.bool(),
+    )
+}
+
+#[test]
+fn conv2d_gpu_matches_cpu_on_a_seeded_sweep() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(2024);
+    let mut cases: Vec<_> = (0..40).map(|_| random_case(&mut rng)).collect();
+    // Fixed awkward cases: stride (2,3) vs (3,2), asymmetric padding, depthwise, 1x1,
+    // channel counts that are no multiple of any tile, a wide non-square kernel.
+    let asym = Padding::Explicit {
+        top: 2,
+        bottom: 0,
+        left: 1,
+        right: 3,
+    };
+    cases.extend([
+        (
+            [1, 3, 9, 11],
+            [5, 3, 3, 2],
+            Conv2d {
+                stride: [2, 3],
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [1, 3, 11, 9],
+            [5, 3, 2, 3],
+            Conv2d {
+                stride: [3, 2],
+                ..Default::default()
+            },
+            false,
+        ),
+        (
+            [2, 4, 7, 8],
+            [6, 4, 3, 3],
+            Conv2d {
+                padding: asym,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [2, 8, 9, 7],
+            [8, 1, 3, 3],
+            Conv2d {
+                groups: 8,
+                padding: Padding::Same,
+                ..Default::default()
+            },
+            true,
+        ),
+        ([1, 7, 6, 5], [13, 7, 1, 1], Conv2d::default(), true),
+        (
+            [1, 67, 5, 6],
+            [33, 67, 3, 3],
+            Conv2d {
+                padding: Padding::Same,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [1, 2, 13, 17],
+            [3, 2, 1, 7],
+            Conv2d {
+                dilation: [1, 2],
+                padding: Padding::Full,
+                ..Default::default()
+            },
+            false,
+        ),
+        (
+            [3, 6, 10, 10],
+            [9, 2, 3, 3],
+            Conv2d {
+                groups: 3,
+                stride: [2, 1],
+                dilation: [2, 1],
+                ..Default::default()
+            },
+            true,
+        ),
+    ]);
+    for (i, (xs, ws, spec, with_bias)) in cases.into_iter().enumerate() {
+        let x = rng.tensor(xs);
+        let w = rng.tensor(ws);
+        let b = with_bias.then(|| rng.tensor([ws[0]]));
+        let want = cpu::conv2d(&x, &w, b.as_ref(), &spec).unwrap();
+        let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
+        let got = gpu
+            .conv2d(
+                &gpu.upload(&x).unwrap(),
+                &gpu.upload(&w).unwrap(),
+                gb.as_ref(),
+                &spec,
+            )
+            .unwrap()
+            .download()
+            .unwrap();
+        assert_close(
+            &format!("case {i}: x {xs:?} w {ws:?} {spec:?} bias {with_bias}"),
+            &got,
+            &want,
+            1e-5,
+            1e-4,
+        );
+    }
+}
+
+/// A random transposed convolution: (x shape, w shape, spec, bias?).
+fn random_transpose_case(rng: &mut Rng) -> ([usize; 4], [usize; 4], ConvTranspose2d, bool) {
+    let groups = [1, 1, 2, 3][rng.range(0, 3)];
+    let (cig, cog) = (rng.range(1, 3), rng.range(1, 3));
+    let (kh, kw) = (rng.range(1, 4), rng.range(1, 4));
+    let stride = [rng.range(1, 3), rng.range(1, 3)];
+    let dilation = [rng.range(1, 2), rng.range(1, 2)];
+    let padding = [
+        rng.range(0, (kh - 1) * dilation[0] / 2),
+        rng.range(0, (kw - 1) * dilation[1] / 2),
+    ];
+    let output_padding = [
+        rng.range(0, stride[0].max(dilation[0]) - 1),
+        rng.range(0, stride[1].max(dilation[1]) - 1),
+    ];
+    let x = [
+        rng.range(1, 2),
+        cig * groups,
+        rng.range(1, 8),
+        rng.range(1, 8),
+    ];
+    let w = [cig * groups, cog, kh, kw];
+    (
+        x,
+        w,
+        ConvTranspose2d {
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+        },
+        rng.bool(),
+    )
+}
+
+#[test]
+fn conv_transpose2d_gpu_matches_cpu_on_a_seeded_sweep() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(99);
+    let mut cases: Vec<_> = (0..40).map(|_| random_transpose_case(&mut rng)).collect();
+    cases.extend([
+        (
+            [1, 4, 5, 6],
+            [4, 3, 4, 4],
+            ConvTranspose2d {
+                stride: [2, 2],
+                padding: [1, 1],
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [1, 3, 6, 5],
+            [3, 2, 3, 2],
+            ConvTranspose2d {
+                stride: [2, 3],
+                output_padding: [1, 2],
+                ..Default::default()
+            },
+            false,
+        ),
+        (
+            [1, 3, 5, 6],
+            [3, 2, 2, 3],
+            ConvTranspose2d {
+                stride: [3, 2],
+                padding: [1, 0],
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [2, 6, 4, 4],
+            [6, 1, 3, 3],
+            ConvTranspose2d {
+                groups: 6,
+                stride: [2, 2],
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [1, 65, 3, 3],
+            [65, 17, 2, 2],
+            ConvTranspose2d {
+                stride: [2, 2],
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [1, 2, 4, 5],
+            [2, 3, 3, 3],
+            ConvTranspose2d {
+                dilation: [2, 3],
+                output_padding: [1, 2],
+                ..Default::default()
+            },
+            false,
+        ),
+    ]);
+    for (i, (xs, ws, spec, with_bias)) in cases.into_iter().enumerate() {
+        let x = rng.tensor(xs);
+        let w = rng.tensor(ws);
+        let c_out = ws[1] * spec.groups;
+        let b = with_bias.then(|| rng.tensor([c_out]));
+        let want = cpu::conv_transpose2d(&x, &w, b.as_ref(), &spec).unwrap();
+        let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
+        let got = gpu
+            .conv_transpose2d(
+                &gpu.upload(&x).unwrap(),
+                &gpu.upload(&w).unwrap(),
+                gb.as_ref(),
+                &spec,
+            )
+            .unwrap()
+            .download()
+            .unwrap();
+        assert_close(
+            &format!("case {i}: x {xs:?} w {ws:?} {spec:?} bias {with_bias}"),
+            &got,
+            &want,
+            1e-5,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn adjoint_identity_on_the_gpu() {
+    // <conv2d(x), y> == <x, conv_transpose2d(y)> with the same weight.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(5);
+    for i in 0..25 {
+        // conv_transpose2d pads symmetrically: give the forward convolution the same padding.
+        let (xs, ws, spec, _) = random_case(&mut rng);
+        let p = [rng.range(0, ws[2] / 2), rng.range(0, ws[3] / 2)];
+        let padding = Padding::Explicit {
+            top: p[0],
+            bottom: p[0],
+            left: p[1],
+            right: p[1],
+        };
+        check_adjoint(&gpu, &mut rng, i, xs, ws, Conv2d { padding, ..spec }, p);
+    }
+}
+
+fn check_adjoint(
+    gpu: &convpool::Gpu,
+    rng: &mut Rng,
+    i: usize,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    spec: Conv2d,
+    pad: [usize; 2],
+) {
+    let x = rng.tensor(xs);
+    let w = rng.tensor(ws);
+    let gw = gpu.upload(&w).unwrap();
+    let cx = gpu
+        .conv2d(&gpu.upload(&x).unwrap(), &gw, None, &spec)
+        .unwrap()
+        .download()
+        .unwrap();
+    let y = rng.tensor(cx.shape());
+    let t = ConvTranspose2d {
+        stride: spec.stride,
+        padding: pad,
+        output_padding: [0, 0],
+        dilation: spec.dilation,
+        groups: spec.groups,
+    };
+    let plain = t.geometry(y.shape(), w.shape(), None).unwrap();
+    let t = ConvTranspose2d {
+        output_padding: [xs[2] - plain.input[0], xs[3] - plain.input[1]],
+        ..t
+    };
+    let ty = gpu
+        .conv_transpose2d(&gpu.upload(&y).unwrap(), &gw, None, &t)
+        .unwrap()
+        .download()
+        .unwrap();
+    let (lhs, rhs) = (dot(&cx, &y), dot(&x, &ty));
+    let scale = cx
+        .data()
+        .iter()
+        .map(|v| v.abs() as f64)
+        .sum::<f64>()
+        .max(1.0);
+    assert!(
+        (lhs - rhs).abs() <= 1e-5 * scale,
+        "case {i} {xs:?} {ws:?} {spec:?}: <conv(x),y> = {lhs}, <x,convT(y)> = {rhs}"
+    );
+}
+
+#[test]
+fn dispatch_beyond_65535_workgroups() {
+    // 2049 x 2049 outputs = 4.2M invocations > 65,535 workgroups of 64: the grid is folded.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    let x = rng.int_tensor([1, 1, 2050, 2050], 4);
+    let w = rng.int_tensor([1, 1, 2, 2], 2);
+    let spec = Conv2d::default();
+    let got = gpu
+        .conv2d(
+            &gpu.upload(&x).unwrap(),
+            &gpu.upload(&w).unwrap(),
+            None,
+            &spec,
+        )
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact(
+        "conv2d over 65,535 workgroups",
+        &got,
+        &cpu::conv2d(&x, &w, None, &spec).unwrap(),
+    );
+    let y = rng.int_tensor([1, 1, 1025, 1025], 4);
+    let t = ConvTranspose2d {
+        stride: [2, 2],
+        ..Default::default()
+    };
+    let got = gpu
+        .conv_transpose2d(&gpu.upload(&y).unwrap(), &gpu.upload(&w).unwrap(), None, &t)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact(
+        "conv_transpose2d over 65,535 workgroups",
+        &got,
+        &cpu::conv_transpose2d(&y, &w, None, &t).unwrap(),
+    );
+}
+
+#[test]
+fn same_call_twice_is_bitwise_equal() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(3);
+    let x = gpu.upload(&rng.tensor([2, 6, 9, 8])).unwrap();
+    let w = gpu.upload(&rng.tensor([6, 3, 3, 3])).unwrap();
+    let b = gpu.upload(&rng.tensor([6])).unwrap();
+    let spec = Conv2d {
+        groups: 2,
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    let a = gpu
+        .conv2d(&x, &w, Some(&b), &spec)
+        .unwrap()
+        .download()
+        .unwrap();
+    let a2 = gpu
+        .conv2d(&x, &w, Some(&b), &spec)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact("conv2d twice", &a2, &a);
+    let t = ConvTranspose2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        groups: 2,
+        ..Default::default()
+    };
+    let wt = gpu.upload(&rng.tensor([6, 2, 4, 4])).unwrap();
+    let bt = gpu.upload(&rng.tensor([4])).unwrap();
+    let c = gpu
+        .conv_transpose2d(&x, &wt, Some(&bt), &t)
+        .unwrap()
+        .download()
+        .unwrap();
+    let c2 = gpu
+        .conv_transpose2d(&x, &wt, Some(&bt), &t)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact("conv_transpose2d twice", &c2, &c);
+}
+
+fn expect_invalid<T: std::fmt::Debug>(r: convpool::Result<T>, op: &str, needle: &str) {
+    match r {
+        Err(e @ Error::Invalid { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with(op), "message {msg:?} should name {op}");
+            assert!(
+                msg.contains(needle),
+                "message {msg:?} should mention {needle:?}"
+            );
+        }
+        other => panic!("expected an Invalid error from {op} mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_an_err_naming_the_values() {
+    expect_invalid(
+        Tensor::new([2, 3], vec![0.0f32; 5]),
+        "Tensor::new",
+        "holds 6 elements but data has 5",
+    );
+    expect_invalid(
+        Tensor::<f32>::new([usize::MAX, 3], vec![]),
+        "Tensor::new",
+        "usize::MAX",
+    );
+    let x = Tensor::new([1, 2, 5, 5], vec![0.0; 50]).unwrap();
+    let w = Tensor::new([4, 2, 3, 3], vec![0.0; 72]).unwrap();
+    let d = Conv2d::default();
+    let x3 = Tensor::new([2, 5, 5], vec![0.0; 50]).unwrap();
+    let cases: Vec<(Result<Tensor, Error>, &str)> = vec![
+        (cpu::conv2d(&x3, &w, None, &d), "rank 4"),
+        (cpu::conv2d(&x, &x3, None, &d), "rank 4"),
+        (
+            cpu::conv2d(
+                &x,
+                &Tensor::new([4, 3, 3, 3], vec![0.0; 108]).unwrap(),
+                None,
+                &d,
+            ),
+            "input has 2",
+        ),
+        (
+            cpu::conv2d(&x, &w, None, &Conv2d { groups: 3, ..d }),
+            "groups = 3 does not divide the 2 input channels",
+        ),
+        (
+            cpu::conv2d(
+                &x,
+                &Tensor::new([3, 1, 3, 3], vec![0.0; 27]).unwrap(),
+                None,
+                &Conv2d { groups: 2, ..d },
+            ),
+            "does not divide the 3 output",
+        ),
+        (
+            cpu::conv2d(
+                &x,
+                &w,
+                None,
+                &Conv2d {
+                    stride: [0, 1],
+                    ..d
+                },
+            ),
+            "stride must be at least 1",
+        ),
+        (
+            cpu::conv2d(
+                &x,
+                &w,
+                None,
+                &Conv2d {
+                    dilation: [1, 0],
+                    ..d
+                },
+            ),
+            "dilation must be at least 1",
+        ),
+        (
+            cpu::conv2d(&x, &w, None, &Conv2d { groups: 0, ..d }),
+            "groups must be at least 1",
+        ),
+        (
+            cpu::conv2d(
+                &x,
+                &w,
+                None,
+                &Conv2d {
+                    dilation: [3, 1],
+                    ..d
+                },
+            ),
+            "larger than the padded input",
+        ),
+        (
+            cpu::conv2d(
+                &x,
+                &Tensor::new([4, 2, 6, 3], vec![0.0; 144]).unwrap(),
+                None,
+                &d,
+            ),
+            "kernel height 6",
+        ),
+        (
+            cpu::conv2d(&x, &w, Some(&Tensor::new([3], vec![0.0; 3]).unwrap()), &d),
+            "bias must have shape [4]",
+        ),
+        (
+            cpu::conv2d(&x, &Tensor::new([4, 2, 0, 3], vec![]).unwrap(), None, &d),
+            "kernel size must be at least 1",
+        ),
+    ];
+    for (r, needle) in cases {
+        expect_invalid(r, "conv2d", needle);
+    }
+    let wt = Tensor::new([2, 3, 3, 3], vec![0.0; 54]).unwrap();
+    let t = ConvTranspose2d::default();
+    let tcases: Vec<(Result<Tensor, Error>, &str)> = vec![
+        (
+            cpu::conv_transpose2d(
+                &x,
+                &wt,
+                None,
+                &ConvTranspose2d {
+                    output_padding: [1, 0],
+                    ..t
+                },
+            ),
+            "output_padding height 1 must be smaller than max(stride, dilation) = 1",
+        ),
+        (
+            cpu::conv_transpose2d(
+                &x,
+                &wt,
+                None,
+                &ConvTranspose2d {
+                    stride: [2, 2],
+                    output_padding: [0, 2],
+                    ..t
+                },
+            ),
+            "output_padding width 2",
+        ),
+        (
+            cpu::conv_transpose2d(
+                &x,
+                &wt,
+                None,
+                &ConvTranspose2d {
+                    padding: [4, 0],
+                    ..t
+                },
+            ),
+            "is below 1",
+        ),
+        (
+            cpu::conv_transpose2d(&x, &wt, Some(&Tensor::new([2], vec![0.0; 2]).unwrap()), &t),
+            "bias must have shape [3]",
+        ),
+        (
+            cpu::conv_transpose2d(&x, &w, None, &t),
+            "expects 4 input channels, input has 2",
+        ),
+        (
+            cpu::conv_transpose2d(&x, &wt, None, &ConvTranspose2d { groups: 0, ..t }),
+            "groups must be at least 1",
+        ),
+        (
+            cpu::conv_transpose2d(
+                &x,
+                &wt,
+                None,
+                &ConvTranspose2d {
+                    stride: [1, 0],
+                    ..t
+                },
+            ),
+            "stride must be at least 1",
+        ),
+        (cpu::conv_transpose2d(&x3, &wt, None, &t), "rank 4"),
+    ];
+    for (r, needle) in tcases {
+        expect_invalid(r, "conv_transpose2d", needle);
+    }
+    // The same refusals on the GPU, and a tensor from another Gpu.
+    let Some(gpu) = gpu() else { return };
+    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+    expect_invalid(
+        gpu.conv2d(&gx, &gw, None, &Conv2d { groups: 3, ..d }),
+        "conv2d",
+        "groups = 3",
+    );
+    expect_invalid(
+        gpu.conv2d(
+            &gx,
+            &gw,
+            None,
+            &Conv2d {
+                dilation: [3, 1],
+                ..d
+            },
+        ),
+        "conv2d",
+        "larger than the padded input",
+    );
+    expect_invalid(
+        gpu.conv_transpose2d(
+            &gx,
+            &gpu.upload(&wt).unwrap(),
+            None,
+            &ConvTranspose2d {
+                output_padding: [1, 0],
+                ..t
+            },
+        ),
+        "conv_transpose2d",
+        "output_padding",
+    );
+    let other = convpool::Gpu::new().unwrap();
+    let foreign = other.upload(&w).unwrap();
+    assert!(matches!(
+        gpu.conv2d(&gx, &foreign, None, &d),
+        Err(Error::WrongDevice { what: "weight", .. })
+    ));
+}
+
+#[test]
+fn empty_batch_gives_an_empty_output() {
+    let x = Tensor::new([0, 2, 5, 5], vec![]).unwrap();
+    let w = Tensor::new([3, 2, 3, 3], vec![0.5; 54]).unwrap();
+    let y = cpu::conv2d(&x, &w, None, &Conv2d::default()).unwrap();
+    assert_eq!((y.shape(), y.len()), (&[0, 3, 3, 3][..], 0));
+    let Some(gpu) = gpu() else { return };
+    let gw = gpu.upload(&w).unwrap();
+    let y = gpu
+        .conv2d(&gpu.upload(&x).unwrap(), &gw, None, &Conv2d::default())
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_eq!((y.shape(), y.len()), (&[0, 3, 3, 3][..], 0));
+    let t = gpu
+        .conv_transpose2d(
+            &gpu.upload(&Tensor::new([0, 3, 2, 2], vec![]).unwrap())
+                .unwrap(),
+            &gpu.upload(&Tensor::new([3, 2, 2, 2], vec![1.0; 24]).unwrap())
+                .unwrap(),
+            None,
+            &ConvTranspose2d::default(),
+        )
+        .unwrap();
+    assert_eq!(t.download().unwrap().shape(), &[0, 2, 3, 3]);
+    let (v, i) = gpu
+        .max_pool2d(&gpu.upload(&x).unwrap(), &convpool::Pool2d::new([2, 2]))
+        .unwrap();
+    assert_eq!(
+        gpu.max_unpool2d(&v, &i, [5, 5])
+            .unwrap()
+            .download()
+            .unwrap()
+            .shape(),
+        &[0, 2, 5, 5]
+    );
+}
