@@ -23,7 +23,7 @@ pub mod params;
 mod tensor;
 
 pub use error::{Error, Result};
-pub use gpu::{Gpu, GpuTensor};
+pub use gpu::{ConvAlgo, Gpu, GpuTensor};
 pub use params::conv::{Conv2d, ConvGeometry, ConvTranspose2d, Padding};
 pub use params::pool::{Pool2d, PoolGeometry};
 pub use tensor::{Element, Tensor};

@@ -4,7 +4,10 @@
 mod common;
 
 use common::{assert_close, assert_exact, dot, gpu, Rng};
-use convpool::{cpu, Conv2d, ConvTranspose2d, Error, Padding, Tensor};
+use convpool::{cpu, Conv2d, ConvAlgo, ConvTranspose2d, Error, Padding, Tensor};
+
+/// Every kernel variant: each is checked against the CPU reference.
+const ALGOS: [ConvAlgo; 3] = [ConvAlgo::Direct, ConvAlgo::Gemm, ConvAlgo::Auto];
 
 #[rustfmt::skip]
 const IMAGE: [f32; 25] = [
@@ -331,23 +334,16 @@ fn conv2d_gpu_matches_cpu_on_a_seeded_sweep() {
         let b = with_bias.then(|| rng.tensor([ws[0]]));
         let want = cpu::conv2d(&x, &w, b.as_ref(), &spec).unwrap();
         let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
-        let got = gpu
-            .conv2d(
-                &gpu.upload(&x).unwrap(),
-                &gpu.upload(&w).unwrap(),
-                gb.as_ref(),
-                &spec,
-            )
-            .unwrap()
-            .download()
-            .unwrap();
-        assert_close(
-            &format!("case {i}: x {xs:?} w {ws:?} {spec:?} bias {with_bias}"),
-            &got,
-            &want,
-            1e-5,
-            1e-4,
-        );
+        let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+        for algo in ALGOS {
+            let got = gpu
+                .conv2d_with(&gx, &gw, gb.as_ref(), &spec, algo)
+                .unwrap()
+                .download()
+                .unwrap();
+            let what = format!("case {i} {algo:?}: x {xs:?} w {ws:?} {spec:?} bias {with_bias}");
+            assert_close(&what, &got, &want, 1e-5, 1e-4);
+        }
     }
 }
 
@@ -460,23 +456,16 @@ fn conv_transpose2d_gpu_matches_cpu_on_a_seeded_sweep() {
         let b = with_bias.then(|| rng.tensor([c_out]));
         let want = cpu::conv_transpose2d(&x, &w, b.as_ref(), &spec).unwrap();
         let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
-        let got = gpu
-            .conv_transpose2d(
-                &gpu.upload(&x).unwrap(),
-                &gpu.upload(&w).unwrap(),
-                gb.as_ref(),
-                &spec,
-            )
-            .unwrap()
-            .download()
-            .unwrap();
-        assert_close(
-            &format!("case {i}: x {xs:?} w {ws:?} {spec:?} bias {with_bias}"),
-            &got,
-            &want,
-            1e-5,
-            1e-4,
-        );
+        let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+        for algo in ALGOS {
+            let got = gpu
+                .conv_transpose2d_with(&gx, &gw, gb.as_ref(), &spec, algo)
+                .unwrap()
+                .download()
+                .unwrap();
+            let what = format!("case {i} {algo:?}: x {xs:?} w {ws:?} {spec:?} bias {with_bias}");
+            assert_close(&what, &got, &want, 1e-5, 1e-4);
+        }
     }
 }
 
@@ -549,86 +538,82 @@ fn check_adjoint(
 
 #[test]
 fn dispatch_beyond_65535_workgroups() {
-    // 2049 x 2049 outputs = 4.2M invocations > 65,535 workgroups of 64: the grid is folded.
+    // 2049 x 2049 outputs = 4.2M invocations > 65,535 workgroups of 64 (and 131k GEMM tiles):
+    // the grid is folded into two dimensions.
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(11);
     let x = rng.int_tensor([1, 1, 2050, 2050], 4);
     let w = rng.int_tensor([1, 1, 2, 2], 2);
+    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
     let spec = Conv2d::default();
-    let got = gpu
-        .conv2d(
-            &gpu.upload(&x).unwrap(),
-            &gpu.upload(&w).unwrap(),
-            None,
-            &spec,
-        )
-        .unwrap()
-        .download()
-        .unwrap();
-    assert_exact(
-        "conv2d over 65,535 workgroups",
-        &got,
-        &cpu::conv2d(&x, &w, None, &spec).unwrap(),
-    );
+    let want = cpu::conv2d(&x, &w, None, &spec).unwrap();
     let y = rng.int_tensor([1, 1, 1025, 1025], 4);
+    let gy = gpu.upload(&y).unwrap();
     let t = ConvTranspose2d {
         stride: [2, 2],
         ..Default::default()
     };
-    let got = gpu
-        .conv_transpose2d(&gpu.upload(&y).unwrap(), &gpu.upload(&w).unwrap(), None, &t)
-        .unwrap()
-        .download()
-        .unwrap();
-    assert_exact(
-        "conv_transpose2d over 65,535 workgroups",
-        &got,
-        &cpu::conv_transpose2d(&y, &w, None, &t).unwrap(),
-    );
+    let want_t = cpu::conv_transpose2d(&y, &w, None, &t).unwrap();
+    for algo in [ConvAlgo::Direct, ConvAlgo::Gemm] {
+        let got = gpu
+            .conv2d_with(&gx, &gw, None, &spec, algo)
+            .unwrap()
+            .download()
+            .unwrap();
+        assert_exact(
+            &format!("conv2d over 65,535 workgroups, {algo:?}"),
+            &got,
+            &want,
+        );
+        let got = gpu
+            .conv_transpose2d_with(&gy, &gw, None, &t, algo)
+            .unwrap()
+            .download()
+            .unwrap();
+        assert_exact(
+            &format!("conv_transpose2d over 65,535 workgroups, {algo:?}"),
+            &got,
+            &want_t,
+        );
+    }
 }
 
 #[test]
 fn same_call_twice_is_bitwise_equal() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(3);
-    let x = gpu.upload(&rng.tensor([2, 6, 9, 8])).unwrap();
-    let w = gpu.upload(&rng.tensor([6, 3, 3, 3])).unwrap();
-    let b = gpu.upload(&rng.tensor([6])).unwrap();
+    let x = gpu.upload(&rng.tensor([2, 16, 9, 8])).unwrap();
+    let w = gpu.upload(&rng.tensor([16, 8, 3, 3])).unwrap();
+    let b = gpu.upload(&rng.tensor([16])).unwrap();
     let spec = Conv2d {
         groups: 2,
         padding: Padding::Same,
         ..Default::default()
     };
-    let a = gpu
-        .conv2d(&x, &w, Some(&b), &spec)
-        .unwrap()
-        .download()
-        .unwrap();
-    let a2 = gpu
-        .conv2d(&x, &w, Some(&b), &spec)
-        .unwrap()
-        .download()
-        .unwrap();
-    assert_exact("conv2d twice", &a2, &a);
     let t = ConvTranspose2d {
         stride: [2, 2],
         padding: [1, 1],
         groups: 2,
         ..Default::default()
     };
-    let wt = gpu.upload(&rng.tensor([6, 2, 4, 4])).unwrap();
-    let bt = gpu.upload(&rng.tensor([4])).unwrap();
-    let c = gpu
-        .conv_transpose2d(&x, &wt, Some(&bt), &t)
-        .unwrap()
-        .download()
-        .unwrap();
-    let c2 = gpu
-        .conv_transpose2d(&x, &wt, Some(&bt), &t)
-        .unwrap()
-        .download()
-        .unwrap();
-    assert_exact("conv_transpose2d twice", &c2, &c);
+    let wt = gpu.upload(&rng.tensor([16, 8, 4, 4])).unwrap();
+    let bt = gpu.upload(&rng.tensor([16])).unwrap();
+    for algo in ALGOS {
+        let run = || {
+            gpu.conv2d_with(&x, &w, Some(&b), &spec, algo)
+                .unwrap()
+                .download()
+                .unwrap()
+        };
+        assert_exact(&format!("conv2d twice, {algo:?}"), &run(), &run());
+        let run = || {
+            gpu.conv_transpose2d_with(&x, &wt, Some(&bt), &t, algo)
+                .unwrap()
+                .download()
+                .unwrap()
+        };
+        assert_exact(&format!("conv_transpose2d twice, {algo:?}"), &run(), &run());
+    }
 }
 
 fn expect_invalid<T: std::fmt::Debug>(r: convpool::Result<T>, op: &str, needle: &str) {

@@ -78,6 +78,97 @@ fn check_u32(op: &'static str, g: &ConvGeometry) -> Result<()> {
     Ok(())
 }
 
+/// `GemmParams` in shaders/conv_gemm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    mode: u32,
+    batch: u32,
+    groups: u32,
+    m: u32,
+    n: u32,
+    k: u32,
+    m_tiles: u32,
+    n_tiles: u32,
+    c_x: u32,
+    c_y: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    k_h: u32,
+    k_w: u32,
+    s_h: u32,
+    s_w: u32,
+    d_h: u32,
+    d_w: u32,
+    p_h: u32,
+    p_w: u32,
+    tap_y: u32,
+    tap_x: u32,
+    has_bias: u32,
+    _pad: [u32; 3],
+}
+
+/// Output tile of the GEMM kernel: 32 channels × 32 pixels per workgroup.
+const GEMM_TILE: usize = 32;
+
+impl GemmParams {
+    /// Geometry fields shared by both modes; `g` is the forward convolution.
+    fn new(g: &ConvGeometry, mode: u32, m: usize, n: usize, k: usize, has_bias: bool) -> Self {
+        let u = |v: usize| v as u32;
+        GemmParams {
+            mode,
+            batch: u(g.n),
+            groups: u(g.groups),
+            m: u(m),
+            n: u(n),
+            k: u(k),
+            m_tiles: u(m.div_ceil(GEMM_TILE)),
+            n_tiles: u(n.div_ceil(GEMM_TILE)),
+            k_h: u(g.kernel[0]),
+            k_w: u(g.kernel[1]),
+            s_h: u(g.stride[0]),
+            s_w: u(g.stride[1]),
+            d_h: u(g.dilation[0]),
+            d_w: u(g.dilation[1]),
+            p_h: u(g.pad_before[0]),
+            p_w: u(g.pad_before[1]),
+            has_bias: has_bias as u32,
+            ..Default::default()
+        }
+    }
+
+    fn workgroups(&self) -> u64 {
+        self.m_tiles as u64 * self.n_tiles as u64 * self.batch as u64 * self.groups as u64
+    }
+}
+
+/// Which GPU kernel runs a convolution. Every choice gives the same result up to float
+/// rounding, and each is bitwise reproducible; `Auto` picks by shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvAlgo {
+    /// Pick by shape: `Gemm` when there are enough output channels per group to fill its
+    /// tiles, `Direct` otherwise (depthwise and other thin convolutions).
+    #[default]
+    Auto,
+    /// One invocation per output element (per kernel tap for the transposed convolution).
+    Direct,
+    /// Tiled implicit GEMM through workgroup memory, 4×4 outputs per invocation.
+    Gemm,
+}
+
+impl ConvAlgo {
+    /// Resolves `Auto` for `m` output channels per group and a reduction of length `k`.
+    fn resolve(self, m: usize, k: usize) -> ConvAlgo {
+        match self {
+            ConvAlgo::Auto if m >= 8 && k >= 4 => ConvAlgo::Gemm,
+            ConvAlgo::Auto => ConvAlgo::Direct,
+            other => other,
+        }
+    }
+}
+
 impl Gpu {
     /// PyTorch's `conv2d` on the device; see [`crate::cpu::conv2d`].
     pub fn conv2d(
@@ -86,6 +177,18 @@ impl Gpu {
         w: &GpuTensor,
         bias: Option<&GpuTensor>,
         spec: &Conv2d,
+    ) -> Result<GpuTensor> {
+        self.conv2d_with(x, w, bias, spec, ConvAlgo::Auto)
+    }
+
+    /// `conv2d` with a chosen kernel.
+    pub fn conv2d_with(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: &Conv2d,
+        algo: ConvAlgo,
     ) -> Result<GpuTensor> {
         let op = "conv2d";
         self.check_owner(op, "input", x)?;
@@ -96,19 +199,29 @@ impl Gpu {
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
         check_u32(op, &g)?;
         let y = self.alloc(op, &g.output_shape())?;
-        let total = y.len();
-        let params = ConvParams::new(&g, total, bias.is_some());
         let b = bias.map_or(self.dummy(), |b| b.buffer());
-        self.launch(
-            op,
-            &[],
-            &[Pass::new(
-                Kernel::Conv2d,
-                &params,
-                vec![x.buffer(), w.buffer(), b, y.buffer()],
-                total,
-            )],
-        )?;
+        let buffers = vec![x.buffer(), w.buffer(), b, y.buffer()];
+        let (m, n) = (g.c_out_per_group(), g.output[0] * g.output[1]);
+        let k = g.c_in_per_group() * g.kernel[0] * g.kernel[1];
+        let pass = match algo.resolve(m, k) {
+            ConvAlgo::Gemm => {
+                let params = GemmParams {
+                    c_x: g.c_in as u32,
+                    c_y: g.c_out as u32,
+                    in_h: g.input[0] as u32,
+                    in_w: g.input[1] as u32,
+                    out_h: g.output[0] as u32,
+                    out_w: g.output[1] as u32,
+                    ..GemmParams::new(&g, 0, m, n, k, bias.is_some())
+                };
+                Pass::tiled(Kernel::ConvGemm, &params, buffers, params.workgroups())
+            }
+            _ => {
+                let params = ConvParams::new(&g, y.len(), bias.is_some());
+                Pass::new(Kernel::Conv2d, &params, buffers, y.len())
+            }
+        };
+        self.launch(op, &[], &[pass])?;
         Ok(y)
     }
 
@@ -121,12 +234,25 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         spec: &ConvTranspose2d,
     ) -> Result<GpuTensor> {
+        self.conv_transpose2d_with(x, w, bias, spec, ConvAlgo::Auto)
+    }
+
+    /// `conv_transpose2d` with a chosen kernel for its per-tap passes.
+    pub fn conv_transpose2d_with(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: &ConvTranspose2d,
+        algo: ConvAlgo,
+    ) -> Result<GpuTensor> {
         let op = "conv_transpose2d";
         self.check_owner(op, "input", x)?;
         self.check_owner(op, "weight", w)?;
         if let Some(b) = bias {
             self.check_owner(op, "bias", b)?;
         }
+        // `g` is the forward convolution: its input is our output, its output our input.
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
         check_u32(op, &g)?;
         let y = self.alloc(op, &g.input_shape())?;
@@ -137,20 +263,35 @@ impl Gpu {
             vec![b, y.buffer()],
             y.len(),
         )];
-        let threads = g.n * g.c_in * g.output[0] * g.output[1];
+        let (m, k) = (g.c_in_per_group(), g.c_out_per_group()); // ours: out and in per group
+        let n = g.output[0] * g.output[1];
+        let algo = algo.resolve(m, k);
         for ky in 0..g.kernel[0] {
             for kx in 0..g.kernel[1] {
-                let params = ConvParams {
-                    tap_y: ky as u32,
-                    tap_x: kx as u32,
-                    ..ConvParams::new(&g, threads, bias.is_some())
-                };
-                passes.push(Pass::new(
-                    Kernel::ConvTransposeTap,
-                    &params,
-                    vec![x.buffer(), w.buffer(), y.buffer()],
-                    threads,
-                ));
+                let buffers = vec![x.buffer(), w.buffer(), y.buffer()];
+                passes.push(if algo == ConvAlgo::Gemm {
+                    let params = GemmParams {
+                        c_x: g.c_out as u32,
+                        c_y: g.c_in as u32,
+                        in_h: g.output[0] as u32,
+                        in_w: g.output[1] as u32,
+                        out_h: g.input[0] as u32,
+                        out_w: g.input[1] as u32,
+                        tap_y: ky as u32,
+                        tap_x: kx as u32,
+                        ..GemmParams::new(&g, 1, m, n, k, false)
+                    };
+                    let buffers = vec![x.buffer(), w.buffer(), self.dummy(), y.buffer()];
+                    Pass::tiled(Kernel::ConvGemm, &params, buffers, params.workgroups())
+                } else {
+                    let threads = g.n * g.c_in * n;
+                    let params = ConvParams {
+                        tap_y: ky as u32,
+                        tap_x: kx as u32,
+                        ..ConvParams::new(&g, threads, bias.is_some())
+                    };
+                    Pass::new(Kernel::ConvTransposeTap, &params, buffers, threads)
+                });
             }
         }
         self.launch(op, &[], &passes)?;

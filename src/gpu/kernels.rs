@@ -11,6 +11,7 @@ pub(crate) const WORKGROUP: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Shader {
     Conv2d,
+    ConvGemm,
     ConvTranspose2d,
     Pool2d,
     Unpool2d,
@@ -22,6 +23,10 @@ impl Shader {
             Shader::Conv2d => concat!(
                 include_str!("../../shaders/common.wgsl"),
                 include_str!("../../shaders/conv2d.wgsl")
+            ),
+            Shader::ConvGemm => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_gemm.wgsl")
             ),
             Shader::ConvTranspose2d => concat!(
                 include_str!("../../shaders/common.wgsl"),
@@ -45,6 +50,7 @@ impl Shader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Conv2d,
+    ConvGemm,
     ConvTransposeInit,
     ConvTransposeTap,
     MaxPool,
@@ -68,6 +74,7 @@ impl Kernel {
         use Kernel::*;
         match self {
             Conv2d => (Shader::Conv2d, "conv2d", &[R(1), R(2), R(3), W(4)]),
+            ConvGemm => (Shader::ConvGemm, "gemm", &[R(1), R(2), R(3), W(4)]),
             ConvTransposeInit => (Shader::ConvTranspose2d, "init_bias", &[R(3), W(4)]),
             ConvTransposeTap => (Shader::ConvTranspose2d, "scatter_tap", &[R(1), R(2), W(4)]),
             MaxPool => (Shader::Pool2d, "max_pool", &[R(1), W(2), W(3)]),

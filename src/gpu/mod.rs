@@ -6,6 +6,8 @@ mod conv;
 mod kernels;
 mod pool;
 
+pub use conv::ConvAlgo;
+
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,26 +52,38 @@ impl std::fmt::Debug for Gpu {
 }
 
 /// One dispatch of a launch: a kernel, its params (a `#[repr(C)]` Pod struct as bytes), its
-/// storage buffers in binding order, and how many invocations it needs.
+/// storage buffers in binding order, and how many workgroups it needs.
 pub(crate) struct Pass<'a> {
     pub kernel: Kernel,
     pub params: Vec<u8>,
     pub buffers: Vec<&'a wgpu::Buffer>,
-    pub threads: u64,
+    pub workgroups: u64,
 }
 
 impl<'a> Pass<'a> {
+    /// A pass of `threads` invocations, one per element (workgroups of [`WORKGROUP`]).
     pub fn new<P: bytemuck::Pod>(
         kernel: Kernel,
         params: &P,
         buffers: Vec<&'a wgpu::Buffer>,
         threads: usize,
     ) -> Self {
+        let groups = (threads as u64).div_ceil(WORKGROUP as u64);
+        Self::tiled(kernel, params, buffers, groups)
+    }
+
+    /// A pass of `workgroups` workgroups, for kernels that work tile by tile.
+    pub fn tiled<P: bytemuck::Pod>(
+        kernel: Kernel,
+        params: &P,
+        buffers: Vec<&'a wgpu::Buffer>,
+        workgroups: u64,
+    ) -> Self {
         Pass {
             kernel,
             params: bytemuck::bytes_of(params).to_vec(),
             buffers,
-            threads: threads as u64,
+            workgroups,
         }
     }
 }
@@ -303,10 +317,9 @@ impl Gpu {
         &self.inner.dummy
     }
 
-    /// Workgroup counts for `threads` invocations, folded into two dimensions when one would
+    /// The dispatch grid for `groups` workgroups, folded into two dimensions when one would
     /// exceed the device's per-dimension limit (the shaders rebuild the linear index).
-    fn grid(&self, op: &'static str, threads: u64) -> Result<(u32, u32)> {
-        let groups = threads.div_ceil(WORKGROUP as u64);
+    fn grid(&self, op: &'static str, groups: u64) -> Result<(u32, u32)> {
         let max = self.inner.limits.max_compute_workgroups_per_dimension as u64;
         if groups <= max {
             return Ok((groups as u32, 1));
@@ -315,7 +328,7 @@ impl Gpu {
         if rows > max {
             return Err(Error::invalid(
                 op,
-                format!("{threads} invocations need more than {max}×{max} workgroups"),
+                format!("{groups} workgroups are more than {max}×{max}"),
             ));
         }
         Ok((max as u32, rows as u32))
@@ -334,14 +347,17 @@ impl Gpu {
         let mut offsets = Vec::new();
         let mut grids = Vec::new();
         for p in passes {
-            let threads_ok = p.threads <= u32::MAX as u64;
-            if !threads_ok {
+            // The shaders index invocations with u32.
+            if p.workgroups * WORKGROUP as u64 > u32::MAX as u64 {
                 return Err(Error::invalid(
                     op,
-                    format!("{} invocations exceed 2^32", p.threads),
+                    format!(
+                        "{} workgroups of {WORKGROUP} exceed 2^32 invocations",
+                        p.workgroups
+                    ),
                 ));
             }
-            grids.push(self.grid(op, p.threads)?);
+            grids.push(self.grid(op, p.workgroups)?);
             uniforms.resize(uniforms.len().next_multiple_of(align), 0);
             offsets.push(uniforms.len() as u64);
             uniforms.extend_from_slice(&p.params);
@@ -368,7 +384,7 @@ impl Gpu {
                     timestamp_writes: None,
                 });
                 for ((p, &offset), &(x, y)) in passes.iter().zip(&offsets).zip(&grids) {
-                    if p.threads == 0 {
+                    if p.workgroups == 0 {
                         continue;
                     }
                     let pipe = self.inner.cache.get(d, p.kernel);

@@ -1,0 +1,122 @@
+// Implicit GEMM shared by conv2d and conv_transpose2d: per (batch, group), an M×N output tile
+// = (M×K weights) · (K×N input columns), staged through workgroup memory 16 deep in K; each of
+// the 64 invocations keeps a 4×4 block of outputs in registers and reads its operands as vec4.
+// Each output sums its K terms in order 0..K on every run: deterministic.
+//
+// mode 0, conv2d: M = C_out/groups, N = H_out·W_out, K = C_in/groups·kH·kW; the K×N operand is
+//   the im2col view of x, gathered on the fly (padding reads 0); y = acc + bias.
+// mode 1, one tap (tap_y, tap_x) of conv_transpose2d: M = C_out/groups, N = H_in·W_in (input
+//   pixels), K = C_in/groups; input pixel (iy, ix) feeds output (iy·s − p + tap·d), a one-to-one
+//   map, so the pass adds its result into y with no race (see conv_transpose2d.wgsl).
+
+struct GemmParams {
+    mode: u32, batch: u32, groups: u32, m: u32,
+    n: u32, k: u32, m_tiles: u32, n_tiles: u32,
+    c_x: u32, c_y: u32, in_h: u32, in_w: u32,
+    out_h: u32, out_w: u32, k_h: u32, k_w: u32,
+    s_h: u32, s_w: u32, d_h: u32, d_w: u32,
+    p_h: u32, p_w: u32, tap_y: u32, tap_x: u32,
+    has_bias: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: GemmParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+const TM: u32 = 32u;
+const TN: u32 = 32u;
+const TK: u32 = 16u;
+
+var<workgroup> a_tile: array<vec4<f32>, 128>; // [TK][TM / 4]
+var<workgroup> b_tile: array<vec4<f32>, 128>; // [TK][TN / 4]
+
+fn load_w(g: u32, m: u32, k: u32) -> f32 {
+    if (p.mode == 0u) {
+        return w[(g * p.m + m) * p.k + k];
+    }
+    return w[((g * p.k + k) * p.m + m) * (p.k_h * p.k_w) + p.tap_y * p.k_w + p.tap_x];
+}
+
+fn load_x(b: u32, g: u32, k: u32, n: u32) -> f32 {
+    if (p.mode == 0u) {
+        let khw = p.k_h * p.k_w;
+        let ic = k / khw;
+        let r = k % khw;
+        let iy = i32((n / p.out_w) * p.s_h + (r / p.k_w) * p.d_h) - i32(p.p_h);
+        let ix = i32((n % p.out_w) * p.s_w + (r % p.k_w) * p.d_w) - i32(p.p_w);
+        if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w)) { return 0.0; }
+        return x[((b * p.c_x + g * (p.k / khw) + ic) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    }
+    return x[(b * p.c_x + g * p.k + k) * p.n + n];
+}
+
+fn store(b: u32, g: u32, m: u32, n: u32, v: f32) {
+    let c = b * p.c_y + g * p.m + m;
+    if (p.mode == 0u) {
+        var bv = 0.0;
+        if (p.has_bias != 0u) { bv = bias[g * p.m + m]; }
+        y[c * p.n + n] = v + bv;
+        return;
+    }
+    let oy = i32((n / p.in_w) * p.s_h + p.tap_y * p.d_h) - i32(p.p_h);
+    let ox = i32((n % p.in_w) * p.s_w + p.tap_x * p.d_w) - i32(p.p_w);
+    if (oy < 0 || oy >= i32(p.out_h) || ox < 0 || ox >= i32(p.out_w)) { return; }
+    let o = (c * p.out_h + u32(oy)) * p.out_w + u32(ox);
+    y[o] = y[o] + v;
+}
+
+@compute @workgroup_size(64)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let tile = wid.y * nwg.x + wid.x;
+    let nt = tile % p.n_tiles;
+    let mt = (tile / p.n_tiles) % p.m_tiles;
+    let bg = tile / (p.n_tiles * p.m_tiles);
+    if (bg >= p.batch * p.groups) { return; }
+    let b = bg / p.groups;
+    let g = bg % p.groups;
+    let m0 = mt * TM;
+    let n0 = nt * TN;
+    let tx = lid % 8u; // columns n0 + 4tx ..
+    let ty = lid / 8u; // rows    m0 + 4ty ..
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        for (var r = 0u; r < 8u; r++) {
+            let e = lid + r * 64u;
+            let ka = e % TK;
+            let ma = e / TK;
+            var av = 0.0;
+            if (m0 + ma < p.m && k0 + ka < p.k) { av = load_w(g, m0 + ma, k0 + ka); }
+            a_tile[ka * 8u + ma / 4u][ma % 4u] = av;
+            let nb = e % TN;
+            let kb = e / TN;
+            var bv = 0.0;
+            if (n0 + nb < p.n && k0 + kb < p.k) { bv = load_x(b, g, k0 + kb, n0 + nb); }
+            b_tile[kb * 8u + nb / 4u][nb % 4u] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let a = a_tile[kk * 8u + ty];
+            let bb = b_tile[kk * 8u + tx];
+            acc0 += a.x * bb;
+            acc1 += a.y * bb;
+            acc2 += a.z * bb;
+            acc3 += a.w * bb;
+        }
+        workgroupBarrier();
+    }
+    let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + ty * 4u + i;
+        if (m >= p.m) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + tx * 4u + j;
+            if (n < p.n) { store(b, g, m, n, rows[i][j]); }
+        }
+    }
+}
