@@ -1,5 +1,5 @@
 // Implicit GEMM shared by conv2d and conv_transpose2d: per (batch, group), an M×N output tile
-// = (M×K weights) · (K×N input columns), staged through workgroup memory 16 deep in K; each of
+// = (M×K weights) · (K×N input columns), staged through workgroup memory 32 deep in K; each of
 // the 64 invocations keeps a 4×4 block of outputs in registers and reads its operands as vec4.
 // Each output sums its K terms in order 0..K on every run: deterministic.
 //
@@ -24,32 +24,23 @@ struct GemmParams {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// Mode 0: for each k of the im2col row, (channel plane offset, tap row offset d_h·ky, tap
+// column offset d_w·kx), built on the host so the kernel does no integer division per load
+// (a CPU driver such as lavapipe cannot vectorise division).
+@group(0) @binding(5) var<storage, read> k_table: array<vec4<i32>>;
 
 const TM: u32 = 32u;
 const TN: u32 = 32u;
-const TK: u32 = 16u;
+const TK: u32 = 32u;
 
-var<workgroup> a_tile: array<vec4<f32>, 128>; // [TK][TM / 4]
-var<workgroup> b_tile: array<vec4<f32>, 128>; // [TK][TN / 4]
+var<workgroup> a_tile: array<vec4<f32>, 256>; // [TK][TM / 4]: 4 consecutive m per k
+var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: 4 consecutive n per k
 
 fn load_w(g: u32, m: u32, k: u32) -> f32 {
     if (p.mode == 0u) {
         return w[(g * p.m + m) * p.k + k];
     }
     return w[((g * p.k + k) * p.m + m) * (p.k_h * p.k_w) + p.tap_y * p.k_w + p.tap_x];
-}
-
-fn load_x(b: u32, g: u32, k: u32, n: u32) -> f32 {
-    if (p.mode == 0u) {
-        let khw = p.k_h * p.k_w;
-        let ic = k / khw;
-        let r = k % khw;
-        let iy = i32((n / p.out_w) * p.s_h + (r / p.k_w) * p.d_h) - i32(p.p_h);
-        let ix = i32((n % p.out_w) * p.s_w + (r % p.k_w) * p.d_w) - i32(p.p_w);
-        if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w)) { return 0.0; }
-        return x[((b * p.c_x + g * (p.k / khw) + ic) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
-    }
-    return x[(b * p.c_x + g * p.k + k) * p.n + n];
 }
 
 fn store(b: u32, g: u32, m: u32, n: u32, v: f32) {
@@ -70,7 +61,7 @@ fn store(b: u32, g: u32, m: u32, n: u32, v: f32) {
 @compute @workgroup_size(64)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let tile = wid.y * nwg.x + wid.x;
+    let tile = flat_group(wid, nwg);
     let nt = tile % p.n_tiles;
     let mt = (tile / p.n_tiles) % p.m_tiles;
     let bg = tile / (p.n_tiles * p.m_tiles);
@@ -79,25 +70,62 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let g = bg % p.groups;
     let m0 = mt * TM;
     let n0 = nt * TN;
-    let tx = lid % 8u; // columns n0 + 4tx ..
-    let ty = lid / 8u; // rows    m0 + 4ty ..
+    let tx = lid % 8u; // computes columns n0 + 4tx ..
+    let ty = lid / 8u; // computes rows    m0 + 4ty ..
+    // What this invocation loads, as four vec4 per tile and K chunk: A rows m0 + 4(lid%8) ..+3
+    // at k columns lid/8 + 8r, and B columns n0 + 4(lid%8) ..+3 at k rows lid/8 + 8r (r < 4).
+    let quad = lid % 8u;
+    let krow = lid / 8u;
+    let ma = m0 + 4u * quad;
+    let cig = p.k / (p.k_h * p.k_w); // mode 0
+    // Input coordinates of the four B columns (mode 0) or their flat offsets (mode 1).
+    var oy0 = vec4<i32>(0);
+    var ox0 = vec4<i32>(0);
+    var n_ok = vec4<bool>(false);
+    var x_base = 0u;
+    for (var j = 0u; j < 4u; j++) {
+        let n = n0 + 4u * quad + j;
+        n_ok[j] = n < p.n;
+        if (p.mode == 0u) {
+            oy0[j] = i32((n / p.out_w) * p.s_h) - i32(p.p_h);
+            ox0[j] = i32((n % p.out_w) * p.s_w) - i32(p.p_w);
+        }
+    }
+    if (p.mode == 0u) {
+        x_base = (b * p.c_x + g * cig) * p.in_h * p.in_w;
+    } else {
+        x_base = (b * p.c_x + g * p.k) * p.n + n0 + 4u * quad;
+    }
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
-        for (var r = 0u; r < 8u; r++) {
-            let e = lid + r * 64u;
-            let ka = e % TK;
-            let ma = e / TK;
-            var av = 0.0;
-            if (m0 + ma < p.m && k0 + ka < p.k) { av = load_w(g, m0 + ma, k0 + ka); }
-            a_tile[ka * 8u + ma / 4u][ma % 4u] = av;
-            let nb = e % TN;
-            let kb = e / TN;
-            var bv = 0.0;
-            if (n0 + nb < p.n && k0 + kb < p.k) { bv = load_x(b, g, k0 + kb, n0 + nb); }
-            b_tile[kb * 8u + nb / 4u][nb % 4u] = bv;
+        for (var r = 0u; r < 4u; r++) {
+            let kk = krow + 8u * r;
+            let k = k0 + kk;
+            var av = vec4<f32>(0.0);
+            var bv = vec4<f32>(0.0);
+            if (k < p.k) {
+                var t = vec4<i32>(0);
+                if (p.mode == 0u) { t = k_table[k]; }
+                for (var j = 0u; j < 4u; j++) {
+                    if (ma + j < p.m) { av[j] = load_w(g, ma + j, k); }
+                    if (n_ok[j]) {
+                        if (p.mode == 0u) {
+                            let iy = oy0[j] + t.y;
+                            let ix = ox0[j] + t.z;
+                            if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
+                                bv[j] = x[x_base + u32(t.x) + u32(iy) * p.in_w + u32(ix)];
+                            }
+                        } else {
+                            bv[j] = x[x_base + k * p.n + j];
+                        }
+                    }
+                }
+            }
+            a_tile[kk * 8u + quad] = av;
+            b_tile[kk * 8u + quad] = bv;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
@@ -110,13 +138,14 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         workgroupBarrier();
     }
-    let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + ty * 4u + i;
-        if (m >= p.m) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + tx * 4u + j;
-            if (n < p.n) { store(b, g, m, n, rows[i][j]); }
-        }
+    let mrow = m0 + ty * 4u;
+    let ncol = n0 + tx * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        let n = ncol + j;
+        if (n >= p.n) { break; }
+        if (mrow < p.m) { store(b, g, mrow, n, acc0[j]); }
+        if (mrow + 1u < p.m) { store(b, g, mrow + 1u, n, acc1[j]); }
+        if (mrow + 2u < p.m) { store(b, g, mrow + 2u, n, acc2[j]); }
+        if (mrow + 3u < p.m) { store(b, g, mrow + 3u, n, acc3[j]); }
     }
 }

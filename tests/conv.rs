@@ -538,43 +538,91 @@ fn check_adjoint(
 
 #[test]
 fn dispatch_beyond_65535_workgroups() {
-    // 2049 x 2049 outputs = 4.2M invocations > 65,535 workgroups of 64 (and 131k GEMM tiles):
-    // the grid is folded into two dimensions.
+    // 2049 x 2049 outputs = 4.2M invocations > 65,535 workgroups of 64: the grid is folded
+    // into two dimensions. (The GEMM variant is folded in `folded_dispatch_of_every_variant`.)
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(11);
     let x = rng.int_tensor([1, 1, 2050, 2050], 4);
     let w = rng.int_tensor([1, 1, 2, 2], 2);
     let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
     let spec = Conv2d::default();
-    let want = cpu::conv2d(&x, &w, None, &spec).unwrap();
+    let got = gpu
+        .conv2d_with(&gx, &gw, None, &spec, ConvAlgo::Direct)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact(
+        "conv2d over 65,535 workgroups",
+        &got,
+        &cpu::conv2d(&x, &w, None, &spec).unwrap(),
+    );
     let y = rng.int_tensor([1, 1, 1025, 1025], 4);
-    let gy = gpu.upload(&y).unwrap();
     let t = ConvTranspose2d {
         stride: [2, 2],
         ..Default::default()
     };
-    let want_t = cpu::conv_transpose2d(&y, &w, None, &t).unwrap();
-    for algo in [ConvAlgo::Direct, ConvAlgo::Gemm] {
-        let got = gpu
-            .conv2d_with(&gx, &gw, None, &spec, algo)
-            .unwrap()
-            .download()
-            .unwrap();
-        assert_exact(
-            &format!("conv2d over 65,535 workgroups, {algo:?}"),
-            &got,
-            &want,
-        );
-        let got = gpu
-            .conv_transpose2d_with(&gy, &gw, None, &t, algo)
-            .unwrap()
-            .download()
-            .unwrap();
-        assert_exact(
-            &format!("conv_transpose2d over 65,535 workgroups, {algo:?}"),
-            &got,
-            &want_t,
-        );
+    let got = gpu
+        .conv_transpose2d_with(&gpu.upload(&y).unwrap(), &gw, None, &t, ConvAlgo::Direct)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact(
+        "conv_transpose2d over 65,535 workgroups",
+        &got,
+        &cpu::conv_transpose2d(&y, &w, None, &t).unwrap(),
+    );
+}
+
+#[test]
+fn folded_dispatch_of_every_variant() {
+    // Folding at 6 workgroups per dimension puts every dispatch of these small cases through
+    // the two-dimensional grid, for every kernel variant.
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = convpool::Gpu::new().unwrap();
+    gpu.set_fold_limit_for_tests(6);
+    let mut rng = Rng::new(404);
+    for i in 0..6 {
+        let (xs, ws, spec, with_bias) = random_case(&mut rng);
+        let xs = [xs[0], xs[1], xs[2] + 6, xs[3] + 6];
+        let (x, w) = (rng.tensor(xs), rng.tensor(ws));
+        let b = with_bias.then(|| rng.tensor([ws[0]]));
+        let want = cpu::conv2d(&x, &w, b.as_ref(), &spec).unwrap();
+        let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+        let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
+        for algo in ALGOS {
+            let got = gpu
+                .conv2d_with(&gx, &gw, gb.as_ref(), &spec, algo)
+                .unwrap()
+                .download()
+                .unwrap();
+            assert_close(
+                &format!("folded conv2d case {i} {algo:?}"),
+                &got,
+                &want,
+                1e-5,
+                1e-4,
+            );
+        }
+        let (xs, ws, t, _) = random_transpose_case(&mut rng);
+        let (x, w) = (rng.tensor(xs), rng.tensor(ws));
+        let want = cpu::conv_transpose2d(&x, &w, None, &t).unwrap();
+        let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+        for algo in ALGOS {
+            let got = gpu
+                .conv_transpose2d_with(&gx, &gw, None, &t, algo)
+                .unwrap()
+                .download()
+                .unwrap();
+            assert_close(
+                &format!("folded conv_transpose2d case {i} {algo:?}"),
+                &got,
+                &want,
+                1e-5,
+                1e-4,
+            );
+        }
     }
 }
 

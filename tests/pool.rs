@@ -835,3 +835,76 @@ fn bad_input_is_an_err() {
         .unwrap();
     assert_eq!(up, cpu::max_unpool2d(&v, &idx, [5, 5]).unwrap());
 }
+
+#[test]
+fn folded_dispatch_of_every_pooling_kernel() {
+    // Folding at 6 workgroups per dimension sends these dispatches through the 2-D/3-D grid.
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = Gpu::new().unwrap();
+    gpu.set_fold_limit_for_tests(6);
+    let mut rng = Rng::new(606);
+    for (i, (xs, p)) in sweep(&mut rng).into_iter().enumerate().take(10) {
+        let xs = [xs[0], xs[1] + 2, xs[2] + 8, xs[3] + 8];
+        let x = rng.tensor(xs);
+        let gx = gpu.upload(&x).unwrap();
+        let size = [xs[2], xs[3]];
+        let (v, idx) = cpu::max_pool2d(&x, &p).unwrap();
+        let (gv, gi) = gpu.max_pool2d(&gx, &p).unwrap();
+        assert_exact(&format!("case {i} max"), &gv.download().unwrap(), &v);
+        assert_exact(&format!("case {i} idx"), &gi.download().unwrap(), &idx);
+        let want = cpu::max_unpool2d(&v, &idx, size).unwrap();
+        assert_exact(
+            &format!("case {i} unpool"),
+            &gpu.max_unpool2d(&gv, &gi, size)
+                .unwrap()
+                .download()
+                .unwrap(),
+            &want,
+        );
+        let plain = gpu.upload(&idx).unwrap();
+        assert_exact(
+            &format!("case {i} unpool (planes)"),
+            &gpu.max_unpool2d(&gv, &plain, size)
+                .unwrap()
+                .download()
+                .unwrap(),
+            &want,
+        );
+        let a = cpu::avg_pool2d(&x, &p).unwrap();
+        let ga = gpu.avg_pool2d(&gx, &p).unwrap();
+        assert_close(
+            &format!("case {i} avg"),
+            &ga.download().unwrap(),
+            &a,
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("case {i} avg_unpool"),
+            &gpu.avg_unpool2d(&ga, &p, size).unwrap().download().unwrap(),
+            &cpu::avg_unpool2d(&a, &p, size).unwrap(),
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("case {i} avg backward"),
+            &gpu.avg_pool2d_backward(&ga, &p, size)
+                .unwrap()
+                .download()
+                .unwrap(),
+            &cpu::avg_pool2d_backward(&a, &p, size).unwrap(),
+            1e-6,
+            1e-5,
+        );
+        let (s, si) = cpu::stochastic_pool2d(&x, &p, 3).unwrap();
+        let (gs, gsi) = gpu.stochastic_pool2d(&gx, &p, 3).unwrap();
+        assert_exact(&format!("case {i} stochastic"), &gs.download().unwrap(), &s);
+        assert_exact(
+            &format!("case {i} stochastic idx"),
+            &gsi.download().unwrap(),
+            &si,
+        );
+    }
+}

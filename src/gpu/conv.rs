@@ -4,6 +4,7 @@ use super::{Gpu, GpuTensor, Pass};
 use crate::error::Result;
 use crate::gpu::kernels::Kernel;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
+use crate::tensor::Tensor;
 
 /// `ConvParams` in the shaders.
 #[repr(C)]
@@ -139,9 +140,27 @@ impl GemmParams {
         }
     }
 
+    /// One workgroup per output tile.
     fn workgroups(&self) -> u64 {
         self.m_tiles as u64 * self.n_tiles as u64 * self.batch as u64 * self.groups as u64
     }
+}
+
+/// The GEMM kernel's im2col table: for each k = (ic, ky, kx) of a group's reduction, the
+/// offset of input channel ic's plane and the tap's row and column offsets, as `[i32; 4]`.
+fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
+    let [kh, kw] = g.kernel;
+    let plane = g.input[0] * g.input[1];
+    let mut t = Vec::with_capacity(g.c_in_per_group() * kh * kw * 4);
+    for ic in 0..g.c_in_per_group() {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let v = [ic * plane, ky * g.dilation[0], kx * g.dilation[1], 0];
+                t.extend(v.map(|v| v as u32)); // < 2^31: checked by check_u32 and the buffer limits
+            }
+        }
+    }
+    Tensor::new([t.len() / 4, 4], t)
 }
 
 /// Which GPU kernel runs a convolution. Every choice gives the same result up to float
@@ -203,8 +222,12 @@ impl Gpu {
         let buffers = vec![x.buffer(), w.buffer(), b, y.buffer()];
         let (m, n) = (g.c_out_per_group(), g.output[0] * g.output[1]);
         let k = g.c_in_per_group() * g.kernel[0] * g.kernel[1];
+        let table;
         let pass = match algo.resolve(m, k) {
             ConvAlgo::Gemm => {
+                table = self.upload(&k_table(&g)?)?;
+                let mut buffers = buffers;
+                buffers.push(table.buffer());
                 let params = GemmParams {
                     c_x: g.c_in as u32,
                     c_y: g.c_out as u32,
@@ -281,7 +304,13 @@ impl Gpu {
                         tap_x: kx as u32,
                         ..GemmParams::new(&g, 1, m, n, k, false)
                     };
-                    let buffers = vec![x.buffer(), w.buffer(), self.dummy(), y.buffer()];
+                    let buffers = vec![
+                        x.buffer(),
+                        w.buffer(),
+                        self.dummy(),
+                        y.buffer(),
+                        self.dummy(),
+                    ];
                     Pass::tiled(Kernel::ConvGemm, &params, buffers, params.workgroups())
                 } else {
                     let threads = g.n * g.c_in * n;

@@ -74,7 +74,7 @@ impl Kernel {
         use Kernel::*;
         match self {
             Conv2d => (Shader::Conv2d, "conv2d", &[R(1), R(2), R(3), W(4)]),
-            ConvGemm => (Shader::ConvGemm, "gemm", &[R(1), R(2), R(3), W(4)]),
+            ConvGemm => (Shader::ConvGemm, "gemm", &[R(1), R(2), R(3), W(4), R(5)]),
             ConvTransposeInit => (Shader::ConvTranspose2d, "init_bias", &[R(3), W(4)]),
             ConvTransposeTap => (Shader::ConvTranspose2d, "scatter_tap", &[R(1), R(2), W(4)]),
             MaxPool => (Shader::Pool2d, "max_pool", &[R(1), W(2), W(3)]),

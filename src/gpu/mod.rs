@@ -39,6 +39,9 @@ struct Inner {
     lost: Arc<Mutex<Option<String>>>,
     /// Bound where a kernel's optional input (a bias) is absent.
     dummy: wgpu::Buffer,
+    /// Workgroups per grid dimension before a dispatch is folded into two dimensions: the
+    /// device's limit, lowered only by tests to exercise folding on small shapes.
+    fold_limit: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -150,6 +153,7 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let fold_limit = device.limits().max_compute_workgroups_per_dimension;
         Ok(Gpu {
             inner: Arc::new(Inner {
                 id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
@@ -160,6 +164,7 @@ impl Gpu {
                 cache: PipelineCache::default(),
                 lost,
                 dummy,
+                fold_limit: std::sync::atomic::AtomicU32::new(fold_limit),
             }),
         })
     }
@@ -187,6 +192,16 @@ impl Gpu {
     /// A number that identifies this `Gpu` (and its clones) in error messages.
     pub fn id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// Folds dispatches at `limit` workgroups per dimension instead of the device's limit
+    /// (clamped to `1..=limit`), so tests can exercise folding on small shapes.
+    #[doc(hidden)]
+    pub fn set_fold_limit_for_tests(&self, limit: u32) {
+        let max = self.inner.limits.max_compute_workgroups_per_dimension;
+        self.inner
+            .fold_limit
+            .store(limit.clamp(1, max), Ordering::Relaxed);
     }
 
     /// Waits until all work submitted so far has finished.
@@ -317,21 +332,21 @@ impl Gpu {
         &self.inner.dummy
     }
 
-    /// The dispatch grid for `groups` workgroups, folded into two dimensions when one would
-    /// exceed the device's per-dimension limit (the shaders rebuild the linear index).
-    fn grid(&self, op: &'static str, groups: u64) -> Result<(u32, u32)> {
-        let max = self.inner.limits.max_compute_workgroups_per_dimension as u64;
-        if groups <= max {
-            return Ok((groups as u32, 1));
-        }
-        let rows = groups.div_ceil(max);
-        if rows > max {
+    /// The dispatch grid for `groups` workgroups, folded into two or three dimensions when one
+    /// would exceed the per-dimension limit (the shaders rebuild the linear index).
+    fn grid(&self, op: &'static str, groups: u64) -> Result<(u32, u32, u32)> {
+        let max = self.inner.fold_limit.load(Ordering::Relaxed) as u64;
+        let x = groups.min(max);
+        let rest = groups.div_ceil(x.max(1));
+        let y = rest.min(max);
+        let z = rest.div_ceil(y.max(1));
+        if z > max {
             return Err(Error::invalid(
                 op,
-                format!("{groups} workgroups are more than {max}×{max}"),
+                format!("{groups} workgroups are more than {max}³"),
             ));
         }
-        Ok((max as u32, rows as u32))
+        Ok((x as u32, y as u32, z as u32))
     }
 
     /// Records and submits the passes, in order, in one compute pass. `clear` buffers are
@@ -383,7 +398,7 @@ impl Gpu {
                     label: Some(op),
                     timestamp_writes: None,
                 });
-                for ((p, &offset), &(x, y)) in passes.iter().zip(&offsets).zip(&grids) {
+                for ((p, &offset), &(x, y, z)) in passes.iter().zip(&offsets).zip(&grids) {
                     if p.workgroups == 0 {
                         continue;
                     }
@@ -411,7 +426,7 @@ impl Gpu {
                     });
                     cpass.set_pipeline(&pipe.pipeline);
                     cpass.set_bind_group(0, &bind, &[]);
-                    cpass.dispatch_workgroups(x, y, 1);
+                    cpass.dispatch_workgroups(x, y, z);
                 }
             }
             self.inner.queue.submit([encoder.finish()]);
