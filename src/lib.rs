@@ -18,6 +18,7 @@
 
 pub mod cpu;
 mod error;
+pub mod fast;
 pub mod gpu;
 pub mod params;
 mod tensor;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, assert_exact, dot, gpu, Rng};
+use common::{assert_close, assert_exact, dot, gpu, random_case, random_transpose_case, Rng};
 use convpool::{cpu, Conv2d, ConvAlgo, ConvTranspose2d, Error, Padding, Tensor};
 
 /// Every kernel variant: each is checked against the CPU reference.
@@ -209,42 +209,6 @@ fn matrix_view_of_convolution_and_its_transpose() {
     }
 }
 
-/// A random convolution case: (x shape, w shape, Conv2d, bias?).
-fn random_case(rng: &mut Rng) -> ([usize; 4], [usize; 4], Conv2d, bool) {
-    let groups = [1, 1, 2, 3][rng.range(0, 3)];
-    let cig = rng.range(1, 3);
-    let cog = rng.range(1, 3);
-    let (kh, kw) = (rng.range(1, 4), rng.range(1, 4));
-    let stride = [rng.range(1, 3), rng.range(1, 3)];
-    let dilation = [rng.range(1, 2), rng.range(1, 2)];
-    let padding = match rng.range(0, 3) {
-        0 => Padding::Valid,
-        1 => Padding::Same,
-        2 => Padding::Full,
-        _ => Padding::Explicit {
-            top: rng.range(0, 2),
-            bottom: rng.range(0, 2),
-            left: rng.range(0, 2),
-            right: rng.range(0, 2),
-        },
-    };
-    let h = rng.range((kh - 1) * dilation[0] + 1, 11);
-    let w = rng.range((kw - 1) * dilation[1] + 1, 11);
-    let x = [rng.range(1, 2), cig * groups, h, w];
-    let wt = [cog * groups, cig, kh, kw];
-    (
-        x,
-        wt,
-        Conv2d {
-            stride,
-            padding,
-            dilation,
-            groups,
-        },
-        rng.bool(),
-    )
-}
-
 #[test]
 fn conv2d_gpu_matches_cpu_on_a_seeded_sweep() {
     let Some(gpu) = gpu() else { return };
@@ -345,42 +309,6 @@ fn conv2d_gpu_matches_cpu_on_a_seeded_sweep() {
             assert_close(&what, &got, &want, 1e-5, 1e-4);
         }
     }
-}
-
-/// A random transposed convolution: (x shape, w shape, spec, bias?).
-fn random_transpose_case(rng: &mut Rng) -> ([usize; 4], [usize; 4], ConvTranspose2d, bool) {
-    let groups = [1, 1, 2, 3][rng.range(0, 3)];
-    let (cig, cog) = (rng.range(1, 3), rng.range(1, 3));
-    let (kh, kw) = (rng.range(1, 4), rng.range(1, 4));
-    let stride = [rng.range(1, 3), rng.range(1, 3)];
-    let dilation = [rng.range(1, 2), rng.range(1, 2)];
-    let padding = [
-        rng.range(0, (kh - 1) * dilation[0] / 2),
-        rng.range(0, (kw - 1) * dilation[1] / 2),
-    ];
-    let output_padding = [
-        rng.range(0, stride[0].max(dilation[0]) - 1),
-        rng.range(0, stride[1].max(dilation[1]) - 1),
-    ];
-    let x = [
-        rng.range(1, 2),
-        cig * groups,
-        rng.range(1, 8),
-        rng.range(1, 8),
-    ];
-    let w = [cig * groups, cog, kh, kw];
-    (
-        x,
-        w,
-        ConvTranspose2d {
-            stride,
-            padding,
-            output_padding,
-            dilation,
-            groups,
-        },
-        rng.bool(),
-    )
 }
 
 #[test]

@@ -74,7 +74,7 @@ impl PoolGeometry {
     }
     /// The input coordinates (possibly negative or past the end) of the taps of window `o`
     /// along axis `a`.
-    pub fn taps(&self, a: usize, o: usize) -> impl Iterator<Item = isize> {
+    pub fn taps(&self, a: usize, o: usize) -> impl Iterator<Item = isize> + Clone {
         let start = (o * self.stride[a]) as isize - self.padding[a] as isize;
         let d = self.dilation[a] as isize;
         (0..self.kernel[a] as isize).map(move |i| start + i * d)

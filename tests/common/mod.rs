@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use convpool::{Gpu, Tensor};
+use convpool::{Conv2d, ConvTranspose2d, Gpu, Padding, Pool2d, Tensor};
 
 /// True when a missing adapter must fail the run (CI, or `CONVPOOL_REQUIRE_GPU=1`).
 fn gpu_required() -> bool {
@@ -135,4 +135,172 @@ pub fn dot(a: &Tensor, b: &Tensor) -> f64 {
         .zip(b.data())
         .map(|(&x, &y)| x as f64 * y as f64)
         .sum()
+}
+
+/// A random convolution case: (x shape, w shape, Conv2d, bias?).
+pub fn random_case(rng: &mut Rng) -> ([usize; 4], [usize; 4], Conv2d, bool) {
+    let groups = [1, 1, 2, 3][rng.range(0, 3)];
+    let cig = rng.range(1, 3);
+    let cog = rng.range(1, 3);
+    let (kh, kw) = (rng.range(1, 4), rng.range(1, 4));
+    let stride = [rng.range(1, 3), rng.range(1, 3)];
+    let dilation = [rng.range(1, 2), rng.range(1, 2)];
+    let padding = match rng.range(0, 3) {
+        0 => Padding::Valid,
+        1 => Padding::Same,
+        2 => Padding::Full,
+        _ => Padding::Explicit {
+            top: rng.range(0, 2),
+            bottom: rng.range(0, 2),
+            left: rng.range(0, 2),
+            right: rng.range(0, 2),
+        },
+    };
+    let h = rng.range((kh - 1) * dilation[0] + 1, 11);
+    let w = rng.range((kw - 1) * dilation[1] + 1, 11);
+    let x = [rng.range(1, 2), cig * groups, h, w];
+    let wt = [cog * groups, cig, kh, kw];
+    (
+        x,
+        wt,
+        Conv2d {
+            stride,
+            padding,
+            dilation,
+            groups,
+        },
+        rng.bool(),
+    )
+}
+
+/// A random transposed convolution: (x shape, w shape, spec, bias?).
+pub fn random_transpose_case(rng: &mut Rng) -> ([usize; 4], [usize; 4], ConvTranspose2d, bool) {
+    let groups = [1, 1, 2, 3][rng.range(0, 3)];
+    let (cig, cog) = (rng.range(1, 3), rng.range(1, 3));
+    let (kh, kw) = (rng.range(1, 4), rng.range(1, 4));
+    let stride = [rng.range(1, 3), rng.range(1, 3)];
+    let dilation = [rng.range(1, 2), rng.range(1, 2)];
+    let padding = [
+        rng.range(0, (kh - 1) * dilation[0] / 2),
+        rng.range(0, (kw - 1) * dilation[1] / 2),
+    ];
+    let output_padding = [
+        rng.range(0, stride[0].max(dilation[0]) - 1),
+        rng.range(0, stride[1].max(dilation[1]) - 1),
+    ];
+    let x = [
+        rng.range(1, 2),
+        cig * groups,
+        rng.range(1, 8),
+        rng.range(1, 8),
+    ];
+    let w = [cig * groups, cog, kh, kw];
+    (
+        x,
+        w,
+        ConvTranspose2d {
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+        },
+        rng.bool(),
+    )
+}
+
+/// A random window that fits an input of spatial size `hw`, or `None`.
+pub fn random_pool(rng: &mut Rng, hw: [usize; 2]) -> Option<Pool2d> {
+    let kernel = [rng.range(1, 4), rng.range(1, 4)];
+    let p = Pool2d {
+        kernel,
+        stride: [rng.range(1, 3), rng.range(1, 3)],
+        padding: [rng.range(0, kernel[0] / 2), rng.range(0, kernel[1] / 2)],
+        dilation: [rng.range(1, 2), rng.range(1, 2)],
+        ceil_mode: rng.bool(),
+        count_include_pad: rng.bool(),
+    };
+    p.geometry("test", &[1, 1, hw[0], hw[1]]).ok().map(|_| p)
+}
+
+/// The sweep: random windows plus the awkward fixed ones.
+pub fn sweep(rng: &mut Rng) -> Vec<([usize; 4], Pool2d)> {
+    let mut cases = Vec::new();
+    while cases.len() < 30 {
+        let xs = [
+            rng.range(1, 2),
+            rng.range(1, 3),
+            rng.range(1, 11),
+            rng.range(1, 11),
+        ];
+        if let Some(p) = random_pool(rng, [xs[2], xs[3]]) {
+            cases.push((xs, p));
+        }
+    }
+    let base = Pool2d::new([3, 3]);
+    cases.extend([
+        (
+            [1, 2, 9, 11],
+            Pool2d {
+                stride: [2, 3],
+                ..Pool2d::new([3, 2])
+            },
+        ),
+        (
+            [1, 2, 11, 9],
+            Pool2d {
+                stride: [3, 2],
+                ..Pool2d::new([2, 3])
+            },
+        ),
+        (
+            [2, 3, 7, 7],
+            Pool2d {
+                stride: [2, 2],
+                padding: [1, 1],
+                ..base
+            },
+        ), // overlapping
+        (
+            [1, 2, 8, 8],
+            Pool2d {
+                stride: [3, 3],
+                ..Pool2d::new([2, 2])
+            },
+        ), // gapped
+        (
+            [1, 2, 8, 7],
+            Pool2d {
+                stride: [2, 2],
+                ceil_mode: true,
+                ..base
+            },
+        ),
+        (
+            [1, 1, 6, 6],
+            Pool2d {
+                stride: [2, 2],
+                padding: [1, 1],
+                ceil_mode: true,
+                count_include_pad: false,
+                ..base
+            },
+        ),
+        (
+            [1, 2, 9, 10],
+            Pool2d {
+                dilation: [2, 3],
+                padding: [1, 0],
+                ..base
+            },
+        ),
+        (
+            [1, 1, 5, 13],
+            Pool2d {
+                padding: [0, 2],
+                ..Pool2d::new([1, 5])
+            },
+        ),
+    ]);
+    cases
 }

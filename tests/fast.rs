@@ -1,0 +1,127 @@
+//! The fast CPU path against the plain CPU reference, on the same sweeps as the GPU.
+
+mod common;
+
+use common::{assert_close, assert_exact, random_case, random_transpose_case, sweep, Rng};
+use convpool::{cpu, fast, Conv2d, ConvTranspose2d, Padding, Pool2d};
+
+#[test]
+fn fast_conv2d_matches_the_reference() {
+    let mut rng = Rng::new(1);
+    let mut cases: Vec<_> = (0..40).map(|_| random_case(&mut rng)).collect();
+    cases.extend([
+        ([2, 16, 9, 9], [24, 16, 1, 1], Conv2d::default(), true), // 1×1: input read directly
+        (
+            [1, 8, 12, 11],
+            [8, 1, 3, 3],
+            Conv2d {
+                groups: 8,
+                padding: Padding::Same,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [2, 6, 15, 13],
+            [10, 3, 5, 3],
+            Conv2d {
+                groups: 2,
+                stride: [2, 3],
+                dilation: [2, 1],
+                padding: Padding::Full,
+            },
+            false,
+        ),
+    ]);
+    for (i, (xs, ws, spec, with_bias)) in cases.into_iter().enumerate() {
+        let (x, w) = (rng.tensor(xs), rng.tensor(ws));
+        let b = with_bias.then(|| rng.tensor([ws[0]]));
+        let got = fast::conv2d(&x, &w, b.as_ref(), &spec).unwrap();
+        let want = cpu::conv2d(&x, &w, b.as_ref(), &spec).unwrap();
+        assert_close(
+            &format!("case {i}: {xs:?} {ws:?} {spec:?}"),
+            &got,
+            &want,
+            1e-5,
+            1e-4,
+        );
+        assert_exact(
+            &format!("case {i} twice"),
+            &fast::conv2d(&x, &w, b.as_ref(), &spec).unwrap(),
+            &got,
+        );
+    }
+}
+
+#[test]
+fn fast_conv_transpose2d_matches_the_reference() {
+    let mut rng = Rng::new(2);
+    let mut cases: Vec<_> = (0..40).map(|_| random_transpose_case(&mut rng)).collect();
+    cases.push((
+        [2, 8, 7, 6],
+        [8, 4, 4, 4],
+        ConvTranspose2d {
+            stride: [2, 2],
+            padding: [1, 1],
+            groups: 2,
+            ..Default::default()
+        },
+        true,
+    ));
+    for (i, (xs, ws, spec, with_bias)) in cases.into_iter().enumerate() {
+        let (x, w) = (rng.tensor(xs), rng.tensor(ws));
+        let b = with_bias.then(|| rng.tensor([ws[1] * spec.groups]));
+        let got = fast::conv_transpose2d(&x, &w, b.as_ref(), &spec).unwrap();
+        let want = cpu::conv_transpose2d(&x, &w, b.as_ref(), &spec).unwrap();
+        assert_close(
+            &format!("case {i}: {xs:?} {ws:?} {spec:?}"),
+            &got,
+            &want,
+            1e-5,
+            1e-4,
+        );
+        assert_exact(
+            &format!("case {i} twice"),
+            &fast::conv_transpose2d(&x, &w, b.as_ref(), &spec).unwrap(),
+            &got,
+        );
+    }
+}
+
+#[test]
+fn fast_pooling_matches_the_reference() {
+    let mut rng = Rng::new(3);
+    for (i, (xs, p)) in sweep(&mut rng).into_iter().enumerate() {
+        let x = if i % 2 == 0 {
+            rng.int_tensor(xs, 3)
+        } else {
+            rng.tensor(xs)
+        };
+        let (v, idx) = fast::max_pool2d(&x, &p).unwrap();
+        let (rv, ridx) = cpu::max_pool2d(&x, &p).unwrap();
+        assert_exact(&format!("case {i} max"), &v, &rv);
+        assert_exact(&format!("case {i} idx"), &idx, &ridx);
+        assert_close(
+            &format!("case {i} avg"),
+            &fast::avg_pool2d(&x, &p).unwrap(),
+            &cpu::avg_pool2d(&x, &p).unwrap(),
+            0.0,
+            0.0,
+        );
+        let size = [xs[2], xs[3]];
+        assert_exact(
+            &format!("case {i} unpool"),
+            &fast::max_unpool2d(&v, &idx, size).unwrap(),
+            &cpu::max_unpool2d(&rv, &ridx, size).unwrap(),
+        );
+    }
+    // NaN handling and bad indices, as the reference.
+    let x = convpool::Tensor::new([1, 1, 2, 2], vec![1.0, f32::NAN, 3.0, f32::NAN]).unwrap();
+    let (v, i) = fast::max_pool2d(&x, &Pool2d::new([2, 2])).unwrap();
+    assert!(v.data()[0].is_nan() && i.data()[0] == 3);
+    let bad = convpool::Tensor::<u32>::new([1, 1, 1, 1], vec![4]).unwrap();
+    assert!(fast::max_unpool2d(&v, &bad, [2, 2])
+        .unwrap_err()
+        .to_string()
+        .contains("index 4 at position 0"));
+}
