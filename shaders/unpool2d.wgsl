@@ -103,3 +103,17 @@ fn max_backward_planes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
                        @builtin(local_invocation_index) lid: u32) {
     scatter_plane(flat_id(wid, nwg, lid), true);
 }
+
+// Indices from this library's pooling with non-overlapping windows: every pooled element owns
+// a distinct output position (its index lies in its own window), so a one-to-one scatter is
+// race-free, and it serves both max_unpool2d and max_pool2d_backward (a sum of one term).
+// `out` starts zeroed; `total` = pooled elements, `idx_plane` = unpooled plane length.
+@compute @workgroup_size(64)
+fn scatter_owned(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let j = flat_id(wid, nwg, lid);
+    if (j >= p.total) { return; }
+    let t = idx[j];
+    if (t >= p.idx_plane) { return; }
+    out[(j / (p.out_h * p.out_w)) * p.idx_plane + t] = pooled[j];
+}

@@ -27,14 +27,25 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
                     continue;
                 }
                 let src = &plane[iy as usize * w..][..w];
-                for (ox, d) in dst.iter_mut().enumerate() {
-                    let ix =
-                        (ox * g.stride[1] + kx * g.dilation[1]) as isize - g.pad_before[1] as isize;
-                    *d = if ix >= 0 && (ix as usize) < w {
-                        src[ix as usize]
-                    } else {
-                        0.0
-                    };
+                // The output columns whose tap lands inside the row, ox*s + off in [0, w), are
+                // a range [lo, hi): zero the rest, copy the range without per-element checks.
+                let s = g.stride[1];
+                let off = (kx * g.dilation[1]) as isize - g.pad_before[1] as isize;
+                let lo = (off.min(0).unsigned_abs()).div_ceil(s).min(ow);
+                let hi = (w as isize - off)
+                    .max(0)
+                    .unsigned_abs()
+                    .div_ceil(s)
+                    .clamp(lo, ow);
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                let first = (lo * s) as isize + off; // in [0, w) when lo < hi
+                if s == 1 && lo < hi {
+                    dst[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
+                } else {
+                    for (j, d) in dst[lo..hi].iter_mut().enumerate() {
+                        *d = src[(first + (j * s) as isize) as usize];
+                    }
                 }
             }
         });

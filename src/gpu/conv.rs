@@ -167,8 +167,9 @@ fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
 /// rounding, and each is bitwise reproducible; `Auto` picks by shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Pick by shape: `Gemm` when there are enough output channels per group to fill its
-    /// tiles, `Direct` otherwise (depthwise and other thin convolutions).
+    /// Pick by shape: `Gemm` for conv2d with at least 32 output channels per group and a
+    /// reduction (`C_in/groups·kH·kW`) of at least 64, `Direct` otherwise, and `Direct` for the
+    /// passes of conv_transpose2d (measured faster there on lavapipe; see BENCHMARKS.md).
     #[default]
     Auto,
     /// One invocation per output element (per kernel tap for the transposed convolution).
@@ -178,10 +179,10 @@ pub enum ConvAlgo {
 }
 
 impl ConvAlgo {
-    /// Resolves `Auto` for `m` output channels per group and a reduction of length `k`.
+    /// Resolves `Auto` for conv2d with `m` output channels per group and a reduction of `k`.
     fn resolve(self, m: usize, k: usize) -> ConvAlgo {
         match self {
-            ConvAlgo::Auto if m >= 8 && k >= 4 => ConvAlgo::Gemm,
+            ConvAlgo::Auto if m >= 32 && k >= 64 => ConvAlgo::Gemm,
             ConvAlgo::Auto => ConvAlgo::Direct,
             other => other,
         }
@@ -288,7 +289,11 @@ impl Gpu {
         )];
         let (m, k) = (g.c_in_per_group(), g.c_out_per_group()); // ours: out and in per group
         let n = g.output[0] * g.output[1];
-        let algo = algo.resolve(m, k);
+        let algo = if algo == ConvAlgo::Auto {
+            ConvAlgo::Direct
+        } else {
+            algo
+        };
         for ky in 0..g.kernel[0] {
             for kx in 0..g.kernel[1] {
                 let buffers = vec![x.buffer(), w.buffer(), y.buffer()];

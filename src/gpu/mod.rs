@@ -5,6 +5,7 @@
 mod conv;
 mod kernels;
 mod pool;
+mod profile;
 
 pub use conv::ConvAlgo;
 
@@ -42,6 +43,8 @@ struct Inner {
     /// Workgroups per grid dimension before a dispatch is folded into two dimensions: the
     /// device's limit, lowered only by tests to exercise folding on small shapes.
     fold_limit: std::sync::atomic::AtomicU32,
+    /// Timestamp timers while `Gpu::profile` runs.
+    profiler: profile::Profiler,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -165,6 +168,7 @@ impl Gpu {
                 lost,
                 dummy,
                 fold_limit: std::sync::atomic::AtomicU32::new(fold_limit),
+                profiler: Default::default(),
             }),
         })
     }
@@ -393,10 +397,15 @@ impl Gpu {
             for b in clear {
                 encoder.clear_buffer(b, 0, None);
             }
+            let timer = self.inner.profiler.timer(d);
             {
                 let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(op),
-                    timestamp_writes: None,
+                    timestamp_writes: timer.as_ref().map(|t| wgpu::ComputePassTimestampWrites {
+                        query_set: &t.query,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    }),
                 });
                 for ((p, &offset), &(x, y, z)) in passes.iter().zip(&offsets).zip(&grids) {
                     if p.workgroups == 0 {
@@ -428,6 +437,9 @@ impl Gpu {
                     cpass.set_bind_group(0, &bind, &[]);
                     cpass.dispatch_workgroups(x, y, z);
                 }
+            }
+            if let Some(t) = timer {
+                self.inner.profiler.finish(&mut encoder, t);
             }
             self.inner.queue.submit([encoder.finish()]);
         })

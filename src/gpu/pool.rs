@@ -175,24 +175,31 @@ impl Gpu {
             op,
             "output plane {size:?} has more than 2^32 positions"
         );
-        // Indices made by max_pool2d over an input of this very size: gather through the
-        // windows (fast, and they are in range by construction).
-        if let Some(g) = idx
+        // Indices made by this library's pooling carry its window geometry.
+        let origin = idx
             .origin
-            .filter(|g| g.input == size && g.output == [ph, pw] && g.n * g.c == n * c)
-        {
-            let params = PoolParams::new(&g, out.len());
-            self.launch(
-                op,
-                &[],
-                &[Pass::new(
-                    gather,
-                    &params,
-                    vec![vals.buffer(), idx.buffer(), out.buffer()],
-                    out.len(),
-                )],
-            )?;
-            return Ok(out);
+            .filter(|g| g.output == [ph, pw] && g.n * g.c == n * c);
+        if let Some(g) = origin {
+            let buffers = vec![vals.buffer(), idx.buffer(), out.buffer()];
+            let disjoint = (0..2).all(|a| g.stride[a] > (g.kernel[a] - 1) * g.dilation[a]);
+            if disjoint && g.input[0] * g.input[1] <= plane_len {
+                // Non-overlapping windows: each pooled element owns its position.
+                let params = PoolParams {
+                    total: vals.len() as u32,
+                    idx_plane: plane_len as u32,
+                    ..PoolParams::new(&g, vals.len())
+                };
+                let pass = Pass::new(Kernel::ScatterOwned, &params, buffers, vals.len());
+                self.launch(op, &[out.buffer()], &[pass])?;
+                return Ok(out);
+            }
+            if g.input == size {
+                // Overlapping windows over an input of this very size: gather through the
+                // windows (in range by construction, summed in row-major window order).
+                let params = PoolParams::new(&g, out.len());
+                self.launch(op, &[], &[Pass::new(gather, &params, buffers, out.len())])?;
+                return Ok(out);
+            }
         }
         // Indices of another origin: check the range on the device first (one small readback),
         // then scatter plane by plane in row-major order.

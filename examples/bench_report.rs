@@ -1,0 +1,609 @@
+//! The GPU-vs-CPU benchmark report: the standard workloads W1–W8 on the default GPU adapter,
+//! the fast CPU path and the CPU reference, plus a chaining benchmark.
+//!
+//! ```text
+//! cargo run --release --example bench_report -- [--quick] [--json FILE] [--md FILE] [--svg FILE]
+//! ```
+//!
+//! Times are medians over several runs (inputs already on the device for the GPU; the clock
+//! stops after the device has finished). `kernel_ms` is the GPU time of the compute passes from
+//! timestamp queries, where the adapter has them. Throughput: GFLOP/s for the convolutions
+//! (`2·N·C_out·H_out·W_out·C_in·kH·kW/groups`, transposed: over the input), GB/s for pooling
+//! (bytes of the input read plus the outputs written, indices as 4-byte u32).
+
+use std::time::Instant;
+
+use convpool::{
+    cpu, fast, Conv2d, ConvTranspose2d, Gpu, GpuTensor, Padding, Pool2d, Result, Tensor,
+};
+use serde::Serialize;
+
+#[derive(Serialize, Clone)]
+struct Row {
+    workload: String,
+    op: String,
+    backend: String,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    gflops: Option<f64>,
+    gbps: Option<f64>,
+    kernel_ms: Option<f64>,
+    adapter: String,
+}
+
+/// What a workload does on each backend.
+enum Work {
+    Conv {
+        x: [usize; 4],
+        w: [usize; 4],
+        spec: Conv2d,
+    },
+    ConvT {
+        x: [usize; 4],
+        w: [usize; 4],
+        spec: ConvTranspose2d,
+    },
+    MaxPool {
+        x: [usize; 4],
+        p: Pool2d,
+    },
+    MaxPoolUnpool {
+        x: [usize; 4],
+        p: Pool2d,
+    },
+    AvgPool {
+        x: [usize; 4],
+        p: Pool2d,
+    },
+}
+
+struct Workload {
+    id: &'static str,
+    op: &'static str,
+    work: Work,
+}
+
+fn workloads() -> Vec<Workload> {
+    let same = |p| Conv2d {
+        padding: Padding::Explicit {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        },
+        ..Default::default()
+    };
+    vec![
+        Workload {
+            id: "W1",
+            op: "conv2d",
+            work: Work::Conv {
+                x: [1, 64, 56, 56],
+                w: [64, 64, 3, 3],
+                spec: same(1),
+            },
+        },
+        Workload {
+            id: "W2",
+            op: "conv2d",
+            work: Work::Conv {
+                x: [8, 64, 56, 56],
+                w: [64, 64, 3, 3],
+                spec: same(1),
+            },
+        },
+        Workload {
+            id: "W3",
+            op: "conv2d",
+            work: Work::Conv {
+                x: [1, 3, 224, 224],
+                w: [64, 3, 7, 7],
+                spec: Conv2d {
+                    stride: [2, 2],
+                    ..same(3)
+                },
+            },
+        },
+        Workload {
+            id: "W4",
+            op: "conv2d",
+            work: Work::Conv {
+                x: [1, 256, 14, 14],
+                w: [256, 256, 3, 3],
+                spec: same(1),
+            },
+        },
+        Workload {
+            id: "W5",
+            op: "conv_transpose2d",
+            work: Work::ConvT {
+                x: [1, 64, 28, 28],
+                w: [64, 32, 4, 4],
+                spec: ConvTranspose2d {
+                    stride: [2, 2],
+                    padding: [1, 1],
+                    ..Default::default()
+                },
+            },
+        },
+        Workload {
+            id: "W6",
+            op: "max_pool2d+indices",
+            work: Work::MaxPool {
+                x: [8, 64, 112, 112],
+                p: Pool2d {
+                    stride: [2, 2],
+                    padding: [1, 1],
+                    ..Pool2d::new([3, 3])
+                },
+            },
+        },
+        Workload {
+            id: "W7",
+            op: "max_pool2d+indices, max_unpool2d",
+            work: Work::MaxPoolUnpool {
+                x: [8, 64, 112, 112],
+                p: Pool2d::new([2, 2]),
+            },
+        },
+        Workload {
+            id: "W8",
+            op: "avg_pool2d",
+            work: Work::AvgPool {
+                x: [8, 64, 112, 112],
+                p: Pool2d::new([2, 2]),
+            },
+        },
+    ]
+}
+
+fn numel(s: &[usize]) -> usize {
+    s.iter().product()
+}
+
+/// (GFLOP, GB) of one run.
+fn cost(w: &Work) -> Result<(Option<f64>, Option<f64>)> {
+    Ok(match w {
+        Work::Conv { x, w, spec } => {
+            let g = spec.geometry(x, w, None)?;
+            let f =
+                2.0 * numel(&g.output_shape()) as f64 * (g.c_in_per_group() * w[2] * w[3]) as f64;
+            (Some(f / 1e9), None)
+        }
+        Work::ConvT { x, w, .. } => {
+            // C_out/groups = w[1].
+            let f = 2.0 * numel(x) as f64 * (w[1] * w[2] * w[3]) as f64;
+            (Some(f / 1e9), None)
+        }
+        Work::MaxPool { x, p } => {
+            let g = p.geometry("bench", x)?;
+            (
+                None,
+                Some((numel(x) + 2 * numel(&g.output_shape())) as f64 * 4.0 / 1e9),
+            )
+        }
+        Work::MaxPoolUnpool { x, p } => {
+            let g = p.geometry("bench", x)?;
+            (
+                None,
+                Some((2 * numel(x) + 2 * numel(&g.output_shape())) as f64 * 4.0 / 1e9),
+            )
+        }
+        Work::AvgPool { x, p } => {
+            let g = p.geometry("bench", x)?;
+            (
+                None,
+                Some((numel(x) + numel(&g.output_shape())) as f64 * 4.0 / 1e9),
+            )
+        }
+    })
+}
+
+/// Deterministic pseudo-random data in [-1, 1).
+fn data(shape: &[usize], seed: u64) -> Result<Tensor> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    Tensor::from_fn(shape.to_vec(), |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    })
+}
+
+fn stats(mut t: Vec<f64>) -> (f64, f64, f64) {
+    t.sort_by(f64::total_cmp);
+    (t[t.len() / 2], t[0], t[t.len() - 1])
+}
+
+/// Times `f` `reps` times after `warm` warm-up runs; milliseconds.
+fn time(warm: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warm {
+        f()?;
+    }
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f()?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect()
+}
+
+/// One CPU run of a workload (`fast` picks the fast path, else the reference).
+fn run_cpu(work: &Work, ins: &[Tensor], fast_path: bool) -> Result<()> {
+    match work {
+        Work::Conv { spec, .. } => if fast_path {
+            fast::conv2d(&ins[0], &ins[1], None, spec)
+        } else {
+            cpu::conv2d(&ins[0], &ins[1], None, spec)
+        }
+        .map(drop),
+        Work::ConvT { spec, .. } => if fast_path {
+            fast::conv_transpose2d(&ins[0], &ins[1], None, spec)
+        } else {
+            cpu::conv_transpose2d(&ins[0], &ins[1], None, spec)
+        }
+        .map(drop),
+        Work::MaxPool { p, .. } => if fast_path {
+            fast::max_pool2d(&ins[0], p)
+        } else {
+            cpu::max_pool2d(&ins[0], p)
+        }
+        .map(drop),
+        Work::MaxPoolUnpool { p, x } => {
+            let size = [x[2], x[3]];
+            if fast_path {
+                let (v, i) = fast::max_pool2d(&ins[0], p)?;
+                fast::max_unpool2d(&v, &i, size).map(drop)
+            } else {
+                let (v, i) = cpu::max_pool2d(&ins[0], p)?;
+                cpu::max_unpool2d(&v, &i, size).map(drop)
+            }
+        }
+        Work::AvgPool { p, .. } => if fast_path {
+            fast::avg_pool2d(&ins[0], p)
+        } else {
+            cpu::avg_pool2d(&ins[0], p)
+        }
+        .map(drop),
+    }
+}
+
+/// One GPU run of a workload, submitted but not waited for.
+fn run_gpu(gpu: &Gpu, work: &Work, ins: &[GpuTensor]) -> Result<()> {
+    match work {
+        Work::Conv { spec, .. } => gpu.conv2d(&ins[0], &ins[1], None, spec).map(drop),
+        Work::ConvT { spec, .. } => gpu.conv_transpose2d(&ins[0], &ins[1], None, spec).map(drop),
+        Work::MaxPool { p, .. } => gpu.max_pool2d(&ins[0], p).map(drop),
+        Work::MaxPoolUnpool { p, x } => {
+            let (v, i) = gpu.max_pool2d(&ins[0], p)?;
+            gpu.max_unpool2d(&v, &i, [x[2], x[3]]).map(drop)
+        }
+        Work::AvgPool { p, .. } => gpu.avg_pool2d(&ins[0], p).map(drop),
+    }
+}
+
+fn inputs(work: &Work) -> Result<Vec<Tensor>> {
+    Ok(match work {
+        Work::Conv { x, w, .. } | Work::ConvT { x, w, .. } => vec![data(x, 1)?, data(w, 2)?],
+        Work::MaxPool { x, .. } | Work::MaxPoolUnpool { x, .. } | Work::AvgPool { x, .. } => {
+            vec![data(x, 1)?]
+        }
+    })
+}
+
+/// The 10-op chain: conv → max_pool → max_unpool → avg_pool → avg_unpool → conv_transpose →
+/// conv → max_pool → max_unpool → conv_transpose, on `x` `[1, C, S, S]`. With `sync`, each op's
+/// result is downloaded before the next starts (ten CPU round trips); without, once at the end.
+fn chain(gpu: &Gpu, x: &GpuTensor, w: &GpuTensor, sync: bool) -> Result<()> {
+    let s = x.shape()[2];
+    let conv = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    let convt = ConvTranspose2d {
+        padding: [1, 1],
+        ..Default::default()
+    };
+    let p = Pool2d::new([2, 2]);
+    let wait = |t: &GpuTensor| -> Result<()> {
+        if sync {
+            t.download()?;
+        }
+        Ok(())
+    };
+    let a = gpu.conv2d(x, w, None, &conv)?;
+    wait(&a)?;
+    let (m, i) = gpu.max_pool2d(&a, &p)?;
+    wait(&m)?;
+    let u = gpu.max_unpool2d(&m, &i, [s, s])?;
+    wait(&u)?;
+    let v = gpu.avg_pool2d(&u, &p)?;
+    wait(&v)?;
+    let au = gpu.avg_unpool2d(&v, &p, [s, s])?;
+    wait(&au)?;
+    let t = gpu.conv_transpose2d(&au, w, None, &convt)?;
+    wait(&t)?;
+    let c = gpu.conv2d(&t, w, None, &conv)?;
+    wait(&c)?;
+    let (m2, i2) = gpu.max_pool2d(&c, &p)?;
+    wait(&m2)?;
+    let u2 = gpu.max_unpool2d(&m2, &i2, [s, s])?;
+    wait(&u2)?;
+    gpu.conv_transpose2d(&u2, w, None, &convt)?
+        .download()
+        .map(drop)
+}
+
+struct Args {
+    quick: bool,
+    json: Option<String>,
+    md: Option<String>,
+    svg: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        quick: false,
+        json: None,
+        md: None,
+        svg: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(s) = it.next() {
+        match s.as_str() {
+            "--quick" => a.quick = true,
+            "--json" => a.json = it.next(),
+            "--md" => a.md = it.next(),
+            "--svg" => a.svg = it.next(),
+            "--bench" => {} // passed by `cargo bench`-style runners
+            other => {
+                eprintln!("bench_report: unknown argument {other:?}\nusage: bench_report [--quick] [--json FILE] [--md FILE] [--svg FILE]");
+                std::process::exit(2);
+            }
+        }
+    }
+    a
+}
+
+fn markdown(rows: &[Row], chain_line: &str, header: &str) -> String {
+    let mut s = format!("{header}\n\n| workload | op | backend | median ms | min ms | max ms | GFLOP/s | GB/s | kernel ms | speedup vs cpu-fast |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let opt = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |v| format!("{v:.d$}"));
+    for r in rows {
+        let fast = rows
+            .iter()
+            .find(|f| f.workload == r.workload && f.backend == "cpu-fast")
+            .map(|f| f.median_ms);
+        let speedup = fast.map(|f| f / r.median_ms);
+        s += &format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
+            r.workload,
+            r.op,
+            r.backend,
+            r.median_ms,
+            r.min_ms,
+            r.max_ms,
+            opt(r.gflops, 2),
+            opt(r.gbps, 2),
+            opt(r.kernel_ms, 2),
+            opt(speedup, 2)
+        );
+    }
+    s + "\n" + chain_line + "\n"
+}
+
+fn svg(
+    path: &str,
+    rows: &[Row],
+    adapter: &str,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r.workload.clone())
+        .fold(Vec::new(), |mut v, w| {
+            if !v.contains(&w) {
+                v.push(w);
+            }
+            v
+        });
+    let backends = ["gpu", "cpu-fast", "cpu-ref"];
+    let colors = [
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0xff, 0x7f, 0x0e),
+        RGBColor(0x7f, 0x7f, 0x7f),
+    ];
+    let value = |r: &Row| r.gflops.or(r.gbps).unwrap_or(0.0).max(1e-3);
+    let top = rows.iter().map(value).fold(1.0f64, f64::max) * 2.0;
+    let root = SVGBackend::new(path, (1100, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("convpool throughput per workload (log scale) — {adapter}"),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..ids.len() as f64, (1e-3..top).log_scale())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("GFLOP/s (W1–W5), GB/s (W6–W8)")
+        .draw()?;
+    for (bi, (b, c)) in backends.iter().zip(colors).enumerate() {
+        let bars: Vec<_> = rows
+            .iter()
+            .filter(|r| r.backend == *b)
+            .filter_map(|r| {
+                ids.iter()
+                    .position(|i| *i == r.workload)
+                    .map(|x| (x, value(r)))
+            })
+            .map(|(x, v)| {
+                let x0 = x as f64 + 0.1 + bi as f64 * 0.27;
+                Rectangle::new([(x0, 1e-3), (x0 + 0.25, v)], c.filled())
+            })
+            .collect();
+        chart
+            .draw_series(bars)?
+            .label(*b)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        root.draw(&Text::new(
+            id.clone(),
+            chart.backend_coord(&(i as f64 + 0.4, 1e-3)),
+            ("sans-serif", 15),
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let a = args();
+    let gpu = match Gpu::new() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("bench_report: {e}; reporting the CPU backends only");
+            None
+        }
+    };
+    let adapter = gpu.as_ref().map_or("none".to_string(), |g| {
+        let i = g.adapter_info();
+        format!("{} ({:?})", i.name, i.backend)
+    });
+    let cpu_name = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let threads = rayon::current_num_threads();
+    let (warm, reps) = if a.quick { (1, 3) } else { (2, 7) };
+    println!("convpool bench_report: GPU adapter {adapter}; CPU {cpu_name}, {threads} threads; {reps} runs per cell{}", if a.quick { " (quick)" } else { "" });
+    let mut rows = Vec::new();
+    for wl in workloads() {
+        let (gflop, gb) = cost(&wl.work)?;
+        let ins = inputs(&wl.work)?;
+        let row = |backend: &str, t: Vec<f64>, kernel_ms: Option<f64>| {
+            let (median, min, max) = stats(t);
+            Row {
+                workload: wl.id.into(),
+                op: wl.op.into(),
+                backend: backend.into(),
+                median_ms: median,
+                min_ms: min,
+                max_ms: max,
+                gflops: gflop.map(|f| f / (median / 1e3)),
+                gbps: gb.map(|b| b / (median / 1e3)),
+                kernel_ms,
+                adapter: if backend == "gpu" {
+                    adapter.clone()
+                } else {
+                    format!("cpu: {cpu_name}")
+                },
+            }
+        };
+        let mut add = |r: Row| {
+            println!(
+                "{:<3} {:<33} {:<8} median {:>9.2} ms  (min {:>8.2}, max {:>8.2}){}{}{}",
+                r.workload,
+                r.op,
+                r.backend,
+                r.median_ms,
+                r.min_ms,
+                r.max_ms,
+                r.gflops
+                    .map_or(String::new(), |v| format!("  {v:8.2} GFLOP/s")),
+                r.gbps.map_or(String::new(), |v| format!("  {v:8.2} GB/s")),
+                r.kernel_ms
+                    .map_or(String::new(), |v| format!("  kernel {v:.2} ms")),
+            );
+            rows.push(r);
+        };
+        if let Some(gpu) = &gpu {
+            let gins: Vec<GpuTensor> = ins.iter().map(|t| gpu.upload(t)).collect::<Result<_>>()?;
+            gpu.synchronize()?;
+            let t = time(warm, reps, || {
+                run_gpu(gpu, &wl.work, &gins)?;
+                gpu.synchronize()
+            })?;
+            let kernel: Vec<f64> = (0..if a.quick { 1 } else { 3 })
+                .map(|_| {
+                    gpu.profile(|| run_gpu(gpu, &wl.work, &gins))
+                        .map(|(_, k)| k)
+                })
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect();
+            add(row("gpu", t, (!kernel.is_empty()).then(|| stats(kernel).0)));
+        }
+        add(row(
+            "cpu-fast",
+            time(warm, reps, || run_cpu(&wl.work, &ins, true))?,
+            None,
+        ));
+        let (rw, rr) = if a.quick { (0, 1) } else { (1, 3) };
+        add(row(
+            "cpu-ref",
+            time(rw, rr, || run_cpu(&wl.work, &ins, false))?,
+            None,
+        ));
+    }
+    let mut chain_line = String::from("Chaining: no GPU adapter, not measured.");
+    if let Some(gpu) = &gpu {
+        let n = if a.quick { 5 } else { 15 };
+        let mut parts = Vec::new();
+        for (c, s) in [(4, 8), (16, 32)] {
+            let x = gpu.upload(&data(&[1, c, s, s], 3)?)?;
+            let w = gpu.upload(&data(&[c, c, 3, 3], 4)?)?;
+            let (chained, ..) = stats(time(2, n, || chain(gpu, &x, &w, false))?);
+            let (synced, ..) = stats(time(2, n, || chain(gpu, &x, &w, true))?);
+            parts.push(format!(
+                "on [1, {c}, {s}, {s}] {chained:.2} ms chained vs {synced:.2} ms with each op downloaded (ratio {:.2})",
+                chained / synced
+            ));
+        }
+        chain_line = format!("Chaining, 10 ops (conv, max_pool, max_unpool, avg_pool, avg_unpool, conv_transpose, conv, max_pool, max_unpool, conv_transpose), median of {n}: {}.", parts.join("; "));
+        println!("{chain_line}");
+    }
+    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. {reps} timed runs per cell (cpu-ref: {}), medians.", if a.quick { 1 } else { 3 });
+    if let Some(path) = &a.json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&rows).expect("rows serialise"),
+        )
+        .map_err(|e| convpool::Error::Invalid {
+            op: "bench_report",
+            msg: format!("{path}: {e}"),
+        })?;
+    }
+    if let Some(path) = &a.md {
+        std::fs::write(path, markdown(&rows, &chain_line, &header)).map_err(|e| {
+            convpool::Error::Invalid {
+                op: "bench_report",
+                msg: format!("{path}: {e}"),
+            }
+        })?;
+    }
+    if let Some(path) = &a.svg {
+        if let Err(e) = svg(path, &rows, &adapter) {
+            eprintln!("bench_report: could not draw {path}: {e}");
+            std::process::exit(1);
+        }
+    }
+    println!("\n{}", markdown(&rows, &chain_line, &header));
+    Ok(())
+}
