@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
-use crate::tensor::Tensor;
+use crate::tensor::{numel, Tensor};
 
 /// Input coordinate of output position `o`, kernel tap `k` along axis `a`, or `None` in padding.
 fn input_coord(g: &ConvGeometry, a: usize, o: usize, k: usize) -> Option<usize> {
@@ -107,8 +107,8 @@ pub fn conv_transpose2d(
 /// Returned as `[rows, cols]`. Meant for small shapes (tests, teaching).
 pub fn conv2d_matrix(x_shape: &[usize], w: &Tensor, spec: &Conv2d) -> Result<Tensor> {
     let g = spec.geometry(x_shape, w.shape(), None)?;
-    let rows = g.output_shape().iter().product::<usize>();
-    let cols = g.input_shape().iter().product::<usize>();
+    let rows = numel("conv2d_matrix", &g.output_shape())?;
+    let cols = numel("conv2d_matrix", &g.input_shape())?;
     let [kh, kw] = g.kernel;
     let [h, wd] = g.input;
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());

@@ -33,9 +33,12 @@ fn for_each_window(g: &PoolGeometry, mut f: impl FnMut(usize, usize, &[usize])) 
 /// any number (a later NaN over an earlier one, as PyTorch).
 pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
     let g = p.geometry("max_pool2d", x.shape())?;
-    let plane_len = g.input[0] * g.input[1];
     let mut vals = Tensor::zeros(g.output_shape())?;
     let mut idx = Tensor::<u32>::zeros(g.output_shape())?;
+    if vals.is_empty() {
+        return Ok((vals, idx));
+    }
+    let plane_len = g.input[0] * g.input[1];
     for_each_window(&g, |plane, o, taps| {
         let xs = &x.data()[plane * plane_len..][..plane_len];
         let (mut best, mut arg) = (f32::NEG_INFINITY, taps[0]);
@@ -53,8 +56,11 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
 /// PyTorch's `avg_pool2d`: the sum of the in-bounds taps divided by [`PoolGeometry::divisor`].
 pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let g = p.geometry("avg_pool2d", x.shape())?;
-    let plane_len = g.input[0] * g.input[1];
     let mut out = Tensor::zeros(g.output_shape())?;
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let plane_len = g.input[0] * g.input[1];
     let ow = g.output[1];
     for_each_window(&g, |plane, o, taps| {
         let xs = &x.data()[plane * plane_len..][..plane_len];
@@ -105,9 +111,12 @@ fn stochastic_pick(xs: &[f32], taps: &[usize], u: f32) -> (f32, usize) {
 /// README for the exact rule, zero-sum and non-finite windows.
 pub fn stochastic_pool2d(x: &Tensor, p: &Pool2d, seed: u64) -> Result<(Tensor, Tensor<u32>)> {
     let g = p.geometry("stochastic_pool2d", x.shape())?;
-    let plane_len = g.input[0] * g.input[1];
     let mut vals = Tensor::zeros(g.output_shape())?;
     let mut idx = Tensor::<u32>::zeros(g.output_shape())?;
+    if vals.is_empty() {
+        return Ok((vals, idx));
+    }
+    let plane_len = g.input[0] * g.input[1];
     for_each_window(&g, |plane, o, taps| {
         let xs = &x.data()[plane * plane_len..][..plane_len];
         let (v, t) = stochastic_pick(xs, taps, stochastic_uniform(seed, o as u32));
@@ -121,8 +130,11 @@ pub fn stochastic_pool2d(x: &Tensor, p: &Pool2d, seed: u64) -> Result<(Tensor, T
 /// (0 for a zero sum; NaN in, NaN out).
 pub fn stochastic_pool2d_expectation(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let g = p.geometry("stochastic_pool2d_expectation", x.shape())?;
-    let plane_len = g.input[0] * g.input[1];
     let mut out = Tensor::zeros(g.output_shape())?;
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let plane_len = g.input[0] * g.input[1];
     for_each_window(&g, |plane, o, taps| {
         let xs = &x.data()[plane * plane_len..][..plane_len];
         let (mut s1, mut s2) = (0.0f32, 0.0f32);
@@ -214,8 +226,11 @@ pub fn max_pool2d_backward(grad: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -
 /// a position covered by several windows gets the mean of their values, one covered by none 0.
 pub fn avg_unpool2d(a: &Tensor, p: &Pool2d, size: [usize; 2]) -> Result<Tensor> {
     let g = p.geometry_for("avg_unpool2d", a.shape(), size)?;
-    let plane_len = size[0] * size[1];
     let mut sum = Tensor::zeros(g.input_shape())?;
+    if sum.is_empty() {
+        return Ok(sum);
+    }
+    let plane_len = size[0] * size[1];
     let mut count = vec![0u32; sum.len()];
     for_each_window(&g, |plane, o, taps| {
         for &t in taps {
@@ -235,9 +250,12 @@ pub fn avg_unpool2d(a: &Tensor, p: &Pool2d, size: [usize; 2]) -> Result<Tensor> 
 /// receives `grad[o] / divisor(o)`, summed in row-major window order.
 pub fn avg_pool2d_backward(grad: &Tensor, p: &Pool2d, size: [usize; 2]) -> Result<Tensor> {
     let g = p.geometry_for("avg_pool2d_backward", grad.shape(), size)?;
-    let plane_len = size[0] * size[1];
     let ow = g.output[1];
     let mut out = Tensor::zeros(g.input_shape())?;
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let plane_len = size[0] * size[1];
     for_each_window(&g, |plane, o, taps| {
         let (oy, ox) = ((o / ow) % g.output[0], o % ow);
         let share = grad.data()[o] / g.divisor(oy, ox) as f32;

@@ -58,6 +58,9 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
     let (k, n) = (cig * g.kernel[0] * g.kernel[1], g.output[0] * g.output[1]);
     let in_plane = g.input[0] * g.input[1];
     let mut out = Tensor::zeros(g.output_shape())?;
+    if out.is_empty() {
+        return Ok(out);
+    }
     // A 1×1 convolution with stride 1 and no padding reads its input as the GEMM operand.
     let direct =
         g.kernel == [1, 1] && g.stride == [1, 1] && g.pad_before == [0, 0] && g.output == g.input;
@@ -105,6 +108,9 @@ pub fn conv_transpose2d(
     let (n, taps) = (ih * iw, kh * kw);
     let rows = kout * taps;
     let mut out = Tensor::zeros(g.input_shape())?;
+    if out.is_empty() || x.is_empty() {
+        return Ok(out);
+    }
     let mut col = vec![0.0f32; rows * n];
     for b in 0..g.n {
         for grp in 0..g.groups {

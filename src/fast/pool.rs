@@ -22,6 +22,9 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
     let [oh, ow] = g.output;
     let mut vals = Tensor::zeros(g.output_shape())?;
     let mut idx = Tensor::<u32>::zeros(g.output_shape())?;
+    if vals.is_empty() {
+        return Ok((vals, idx));
+    }
     let per = (oh * ow).max(1);
     vals.data_mut()
         .par_chunks_mut(per)
@@ -57,6 +60,9 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let [h, w] = g.input;
     let [oh, ow] = g.output;
     let mut out = Tensor::zeros(g.output_shape())?;
+    if out.is_empty() {
+        return Ok(out);
+    }
     out.data_mut()
         .par_chunks_mut((oh * ow).max(1))
         .zip(x.data().par_chunks((h * w).max(1)))
@@ -106,6 +112,9 @@ pub fn max_unpool2d(vals: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -> Resul
         ));
     }
     let mut out = Tensor::zeros([n, c, size[0], size[1]])?;
+    if out.is_empty() {
+        return Ok(out);
+    }
     let per = (ph * pw).max(1);
     out.data_mut()
         .par_chunks_mut(plane.max(1))

@@ -219,6 +219,9 @@ impl Gpu {
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
         check_u32(op, &g)?;
         let y = self.alloc(op, &g.output_shape())?;
+        if y.is_empty() {
+            return Ok(y);
+        }
         let b = bias.map_or(self.dummy(), |b| b.buffer());
         let buffers = vec![x.buffer(), w.buffer(), b, y.buffer()];
         let (m, n) = (g.c_out_per_group(), g.output[0] * g.output[1]);
@@ -280,6 +283,9 @@ impl Gpu {
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
         check_u32(op, &g)?;
         let y = self.alloc(op, &g.input_shape())?;
+        if y.is_empty() || x.is_empty() {
+            return Ok(y);
+        }
         let b = bias.map_or(self.dummy(), |b| b.buffer());
         let mut passes = vec![Pass::new(
             Kernel::ConvTransposeInit,

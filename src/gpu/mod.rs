@@ -140,11 +140,9 @@ impl Gpu {
         .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = lost.clone();
+        // Any loss, including an explicit `device().destroy()`, makes every later call an Err.
         device.set_device_lost_callback(move |reason, msg| {
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                *lost_cb.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(format!("{reason:?}: {msg}"));
-            }
+            *lost_cb.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {msg}"));
         });
         // Every call runs inside error scopes; anything that escapes them is recorded, not a panic.
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {

@@ -60,8 +60,9 @@ impl PoolParams {
 /// The shaders compute window coordinates in i32: refuse windows that reach past that.
 fn check_reach(op: &'static str, g: &PoolGeometry) -> Result<()> {
     for a in 0..2 {
-        let reach =
-            g.output[a] as u128 * g.stride[a] as u128 + g.kernel[a] as u128 * g.dilation[a] as u128;
+        let reach = (g.output[a] as u128 * g.stride[a] as u128
+            + g.kernel[a] as u128 * g.dilation[a] as u128)
+            .max(g.input[a] as u128 + g.padding[a] as u128);
         ensure!(
             reach < i32::MAX as u128,
             op,
@@ -89,6 +90,9 @@ impl Gpu {
         let idx = with_idx
             .then(|| self.alloc::<u32>(op, &g.output_shape()))
             .transpose()?;
+        if vals.is_empty() {
+            return Ok((vals, idx));
+        }
         let params = PoolParams {
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
@@ -170,6 +174,9 @@ impl Gpu {
             .checked_mul(size[1])
             .ok_or_else(|| Error::invalid(op, format!("output size {size:?} overflows")))?;
         let out = self.alloc::<f32>(op, &[n, c, size[0], size[1]])?;
+        if out.is_empty() {
+            return Ok(out);
+        }
         ensure!(
             plane_len <= u32::MAX as usize,
             op,
@@ -327,6 +334,9 @@ impl Gpu {
         let g = p.geometry_for(op, a.shape(), size)?;
         check_reach(op, &g)?;
         let out = self.alloc::<f32>(op, &g.input_shape())?;
+        if out.is_empty() {
+            return Ok(out);
+        }
         let params = PoolParams::new(&g, out.len());
         self.launch(
             op,

@@ -102,13 +102,14 @@ impl ConvGeometry {
 impl Padding {
     /// Padding `(before, after)` along one axis of size `n` for kernel `k`, stride `s`, dilation `d`.
     fn resolve(self, axis: usize, n: usize, k: usize, s: usize, d: usize) -> (i128, i128) {
-        let span = (wide(k) - 1) * wide(d); // (k-1)*d
+        let span = (wide(k) - 1).saturating_mul(wide(d)); // (k-1)*d
         match self {
             Padding::Valid => (0, 0),
             Padding::Full => (span, span),
             Padding::Same => {
                 let out = (wide(n) + wide(s) - 1) / wide(s);
-                let total = ((out - 1) * wide(s) + span + 1 - wide(n)).max(0);
+                let total =
+                    ((out - 1).saturating_mul(wide(s)).saturating_add(span) + 1 - wide(n)).max(0);
                 (total / 2, total - total / 2)
             }
             Padding::Explicit {
@@ -129,7 +130,7 @@ impl Padding {
 
 /// `floor((n + before + after - d*(k-1) - 1) / s) + 1`, or `None` when that is below 1.
 fn conv_out(n: usize, before: i128, after: i128, k: usize, s: usize, d: usize) -> Option<i128> {
-    let room = wide(n) + before + after - wide(d) * (wide(k) - 1) - 1;
+    let room = (wide(n) + before.saturating_add(after)) - wide(d).saturating_mul(wide(k) - 1) - 1;
     (room >= 0).then(|| room / wide(s) + 1)
 }
 
@@ -201,7 +202,7 @@ impl Conv2d {
             cig == c_in / g,
             op,
             "weight shape {w:?} expects {} input channels ({cig} per group × {g} groups), input has {c_in}",
-            cig * g
+            wide(cig) * wide(g)
         );
         check_bias(op, bias, c_out)?;
         let mut pad_before = [0; 2];
@@ -217,7 +218,7 @@ impl Conv2d {
                     op,
                     format!(
                         "kernel {axis} {k} (dilated: {}) is larger than the padded input {axis} {size} + {b} + {e}",
-                        (wide(k) - 1) * wide(d) + 1
+                        (wide(k) - 1).saturating_mul(wide(d)).saturating_add(1)
                     ),
                 )
             })?;
@@ -317,8 +318,10 @@ impl ConvTranspose2d {
                 s.max(d)
             );
             ensure!(size >= 1, op, "input {axis} must be at least 1, got 0");
-            let out =
-                (wide(size) - 1) * wide(s) - 2 * wide(p) + wide(d) * (wide(k) - 1) + wide(op_) + 1;
+            let out = (wide(size) - 1).saturating_mul(wide(s)) - 2 * wide(p)
+                + wide(d).saturating_mul(wide(k) - 1)
+                + wide(op_)
+                + 1;
             ensure!(
                 out >= 1,
                 op,

@@ -5,7 +5,9 @@
 pub mod conv;
 pub mod pool;
 
-/// `a` as an `i128`, so that shape arithmetic on `usize` cannot overflow.
+/// `a` as an `i128`, so that shape arithmetic on `usize` cannot overflow: sums and differences
+/// of a few such values fit, and every product saturates (a saturated value is refused later as
+/// a size that does not fit).
 pub(crate) fn wide(a: usize) -> i128 {
     a as i128
 }

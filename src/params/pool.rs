@@ -100,12 +100,12 @@ impl PoolGeometry {
 /// PyTorch's `pooling_output_shape`: `floor` or `ceil` of `(n + 2p - d*(k-1) - 1)/s + 1`, where
 /// in ceil mode the last window must start inside the input or the left padding.
 fn pool_out(n: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Option<i128> {
-    let room = wide(n) + 2 * wide(p) - wide(d) * (wide(k) - 1) - 1;
+    let room = wide(n) + 2 * wide(p) - wide(d).saturating_mul(wide(k) - 1) - 1;
     if room < 0 {
         return None;
     }
     let mut out = (room + if ceil { wide(s) - 1 } else { 0 }) / wide(s) + 1;
-    if ceil && (out - 1) * wide(s) >= wide(n) + wide(p) {
+    if ceil && (out - 1).saturating_mul(wide(s)) >= wide(n) + wide(p) {
         out -= 1;
     }
     Some(out)
@@ -138,7 +138,7 @@ impl Pool2d {
                     op,
                     format!(
                         "window {axis} {k} (dilated: {}) is larger than the padded input {axis} {size} + 2*{p}",
-                        (wide(k) - 1) * wide(d) + 1
+                        (wide(k) - 1).saturating_mul(wide(d)).saturating_add(1)
                     ),
                 )
             })?;
