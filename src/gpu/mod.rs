@@ -45,7 +45,21 @@ struct Inner {
     fold_limit: std::sync::atomic::AtomicU32,
     /// Timestamp timers while `Gpu::profile` runs.
     profiler: profile::Profiler,
+    /// Work recorded but not yet submitted: ops record into one command encoder, submitted by
+    /// `flush` (called by `download`, `synchronize`, and every `FLUSH_EVERY` ops).
+    pending: Mutex<Pending>,
 }
+
+/// The command encoder that ops record into, and how many ops it holds.
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    ops: usize,
+}
+
+/// Ops recorded before the pending encoder is submitted even if nobody waits: keeps the device
+/// busy during long chains and bounds what an unsubmitted encoder holds on to.
+const FLUSH_EVERY: usize = 32;
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +181,7 @@ impl Gpu {
                 dummy,
                 fold_limit: std::sync::atomic::AtomicU32::new(fold_limit),
                 profiler: Default::default(),
+                pending: Default::default(),
             }),
         })
     }
@@ -186,7 +201,8 @@ impl Gpu {
         &self.inner.device
     }
 
-    /// The wgpu queue.
+    /// The wgpu queue. convpool records ops into a pending command encoder: call
+    /// [`Gpu::flush`] before submitting work of your own that must follow them.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
     }
@@ -206,8 +222,47 @@ impl Gpu {
             .store(limit.clamp(1, max), Ordering::Relaxed);
     }
 
-    /// Waits until all work submitted so far has finished.
+    /// Records into the pending command encoder (inside error scopes naming `op`); submits it
+    /// once `FLUSH_EVERY` ops are pending. Recording never waits for the device.
+    pub(crate) fn record(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<()> {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let d = &self.inner.device;
+        self.scoped(op, || {
+            let encoder = pending.encoder.get_or_insert_with(|| {
+                d.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("convpool"),
+                })
+            });
+            f(encoder);
+            pending.ops += 1;
+            if pending.ops >= FLUSH_EVERY {
+                pending.ops = 0;
+                if let Some(e) = pending.encoder.take() {
+                    self.inner.queue.submit([e.finish()]);
+                }
+            }
+        })
+    }
+
+    /// Submits everything recorded so far, without waiting for it.
+    pub fn flush(&self) -> Result<()> {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.ops = 0;
+        let Some(encoder) = pending.encoder.take() else {
+            return Ok(());
+        };
+        self.scoped("flush", || {
+            self.inner.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// Submits everything recorded so far and waits until the device has finished it.
     pub fn synchronize(&self) -> Result<()> {
+        self.flush()?;
         self.check_lost("synchronize")?;
         self.inner
             .device
@@ -380,7 +435,7 @@ impl Gpu {
             uniforms.extend_from_slice(&p.params);
         }
         let d = &self.inner.device;
-        self.scoped(op, || {
+        self.record(op, |encoder| {
             let params = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("convpool params"),
                 contents: if uniforms.is_empty() {
@@ -390,8 +445,6 @@ impl Gpu {
                 },
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-            let mut encoder =
-                d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
             for b in clear {
                 encoder.clear_buffer(b, 0, None);
             }
@@ -437,9 +490,8 @@ impl Gpu {
                 }
             }
             if let Some(t) = timer {
-                self.inner.profiler.finish(&mut encoder, t);
+                self.inner.profiler.finish(encoder, t);
             }
-            self.inner.queue.submit([encoder.finish()]);
         })
     }
 }
@@ -531,18 +583,18 @@ impl<T: Element> GpuTensor<T> {
         let gpu = &self.gpu;
         let d = &gpu.inner.device;
         let staging = gpu.scoped(op, || {
-            let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            d.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("convpool download"),
                 size: bytes,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
-            });
-            let mut encoder =
-                d.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-            encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, bytes);
-            gpu.inner.queue.submit([encoder.finish()]);
-            staging
+            })
         })?;
+        // The copy follows every op recorded so far, in the same submission.
+        gpu.record(op, |encoder| {
+            encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, bytes)
+        })?;
+        gpu.flush()?;
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);

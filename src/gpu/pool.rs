@@ -267,10 +267,8 @@ impl Gpu {
         let j = first_bad as usize;
         // Fetch the offending value for the message.
         let one = self.alloc::<u32>(op, &[1])?;
-        self.scoped(op, || {
-            let mut enc = self.device().create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(idx.buffer(), j as u64 * 4, one.buffer(), 0, 4);
-            self.queue().submit([enc.finish()]);
+        self.record(op, |enc| {
+            enc.copy_buffer_to_buffer(idx.buffer(), j as u64 * 4, one.buffer(), 0, 4)
         })?;
         let value = one.download()?.data()[0];
         let per_plane = idx.shape()[2] * idx.shape()[3];
