@@ -48,6 +48,35 @@ struct Inner {
     /// Work recorded but not yet submitted: ops record into one command encoder, submitted by
     /// `flush` (called by `download`, `synchronize`, and every `FLUSH_EVERY` ops).
     pending: Mutex<Pending>,
+    /// Idle buffers for reuse.
+    pool: Mutex<BufferPool>,
+}
+
+/// Buffers of dropped tensors, kept for later outputs of the same size (bounded by
+/// `POOL_BYTES`). Reuse is safe: a new output is written by commands recorded after every use
+/// of the old tensor, on the same queue.
+#[derive(Default)]
+struct BufferPool {
+    free: std::collections::HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes: u64,
+}
+
+/// At most this many bytes of idle buffers are kept for reuse.
+const POOL_BYTES: u64 = 256 << 20;
+
+impl BufferPool {
+    fn take(&mut self, size: u64) -> Option<wgpu::Buffer> {
+        let b = self.free.get_mut(&size)?.pop()?;
+        self.bytes -= size;
+        Some(b)
+    }
+
+    fn put(&mut self, b: wgpu::Buffer) {
+        if self.bytes + b.size() <= POOL_BYTES {
+            self.bytes += b.size();
+            self.free.entry(b.size()).or_default().push(b);
+        }
+    }
 }
 
 /// The command encoder that ops record into, and how many ops it holds.
@@ -182,6 +211,7 @@ impl Gpu {
                 fold_limit: std::sync::atomic::AtomicU32::new(fold_limit),
                 profiler: Default::default(),
                 pending: Default::default(),
+                pool: Default::default(),
             }),
         })
     }
@@ -348,7 +378,9 @@ impl Gpu {
         Ok(bytes as u64)
     }
 
-    /// A new device tensor of `shape` for the output of `op` (zero-filled by wgpu).
+    /// A device tensor of `shape` for the output of `op`: a recycled buffer of the same size if
+    /// one is idle, else a new one. Its contents are unspecified: kernels write every element
+    /// or clear it first.
     pub(crate) fn alloc<T: Element>(
         &self,
         op: &'static str,
@@ -356,6 +388,10 @@ impl Gpu {
     ) -> Result<GpuTensor<T>> {
         let len = numel(op, shape)?;
         let bytes = self.buffer_bytes::<T>(op, "output", len)?;
+        let recycled = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).take(bytes);
+        if let Some(buffer) = recycled {
+            return Ok(GpuTensor::from_parts(self, buffer, shape.to_vec()));
+        }
         let buffer = self.scoped(op, || {
             self.inner.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(op),
@@ -520,6 +556,16 @@ impl<T: Element> Clone for GpuTensor<T> {
             shape: self.shape.clone(),
             origin: self.origin,
             _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element> Drop for GpuTensor<T> {
+    /// The last handle to a buffer gives it back to its `Gpu`'s pool.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.buffer) == 1 {
+            let mut pool = self.gpu.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.put((*self.buffer).clone());
         }
     }
 }

@@ -225,7 +225,7 @@ impl Gpu {
         };
         self.launch(
             op,
-            &[],
+            &[out.buffer()],
             &[Pass::new(
                 planes_kernel,
                 &params,
