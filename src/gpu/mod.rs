@@ -388,7 +388,12 @@ impl Gpu {
     ) -> Result<GpuTensor<T>> {
         let len = numel(op, shape)?;
         let bytes = self.buffer_bytes::<T>(op, "output", len)?;
-        let recycled = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).take(bytes);
+        let recycled = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(bytes);
         if let Some(buffer) = recycled {
             return Ok(GpuTensor::from_parts(self, buffer, shape.to_vec()));
         }
@@ -564,7 +569,12 @@ impl<T: Element> Drop for GpuTensor<T> {
     /// The last handle to a buffer gives it back to its `Gpu`'s pool.
     fn drop(&mut self) {
         if Arc::strong_count(&self.buffer) == 1 {
-            let mut pool = self.gpu.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pool = self
+                .gpu
+                .inner
+                .pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             pool.put((*self.buffer).clone());
         }
     }
