@@ -28,3 +28,5 @@ pub use gpu::{ConvAlgo, Gpu, GpuTensor};
 pub use params::conv::{Conv2d, ConvGeometry, ConvTranspose2d, Padding};
 pub use params::pool::{Pool2d, PoolGeometry};
 pub use tensor::{Element, Tensor};
+/// The wgpu this crate is built on, for `Gpu::device`, `Gpu::queue` and `Gpu::adapter_info`.
+pub use wgpu;

@@ -308,3 +308,31 @@ fn convolutions_propagate_nan_and_infinities() {
         assert_close(&format!("conv_transpose2d {algo:?}"), &gt, &t, 0.0, 0.0);
     }
 }
+
+#[test]
+fn profile_reports_kernel_time_and_keeps_results() {
+    let Some(gpu) = gpu() else { return };
+    let x = Tensor::new([1, 2, 6, 6], (0..72).map(|v| v as f32).collect()).unwrap();
+    let w = Tensor::new([2, 2, 3, 3], vec![0.5; 36]).unwrap();
+    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+    for _ in 0..2 {
+        let (y, ms) = gpu
+            .profile(|| gpu.conv2d(&gx, &gw, None, &Conv2d::default()))
+            .unwrap();
+        assert_close(
+            "profiled conv2d",
+            &y.download().unwrap(),
+            &cpu::conv2d(&x, &w, None, &Conv2d::default()).unwrap(),
+            1e-5,
+            1e-5,
+        );
+        let has_timestamps = gpu
+            .device()
+            .features()
+            .contains(convpool::wgpu::Features::TIMESTAMP_QUERY);
+        assert_eq!(ms.is_some(), has_timestamps);
+        if let Some(ms) = ms {
+            assert!(ms > 0.0 && ms.is_finite(), "kernel time {ms} ms");
+        }
+    }
+}

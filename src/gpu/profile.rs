@@ -85,6 +85,8 @@ impl Gpu {
         let Some(reads) = reads else {
             return Ok((r, None));
         };
+        // The timer copies must be submitted before their buffers are mapped.
+        self.flush()?;
         for b in &reads {
             b.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         }
