@@ -121,7 +121,7 @@ fn stochastic_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         return;
     }
     // Second walk: the first tap whose running sum exceeds u * sum.
-    let threshold = stochastic_uniform(o) * sum;
+    let threshold = stochastic_uniform(o + p.pos_base) * sum;
     var run = 0.0;
     var pick = first;
     var pick_v = 0.0;

@@ -6,7 +6,7 @@ struct PoolParams {
     out_h: u32, out_w: u32, k_h: u32, k_w: u32,
     s_h: u32, s_w: u32, p_h: u32, p_w: u32,
     d_h: u32, d_w: u32, count_include_pad: u32, seed_lo: u32,
-    seed_hi: u32, idx_plane: u32, _pad0: u32, _pad1: u32,
+    seed_hi: u32, idx_plane: u32, pos_base: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;

@@ -222,6 +222,20 @@ impl Gpu {
         if y.is_empty() {
             return Ok(y);
         }
+        // Tensors over one binding: run image by image (chunks of images).
+        self.check_binding(op, "weight", w.len())?;
+        let (x_img, y_img) = (x.len() / g.n, y.len() / g.n);
+        if let Some(k) =
+            self.chunk_len(op, "one image", g.n, &[x_img as u64 * 4, y_img as u64 * 4])?
+        {
+            for b0 in (0..g.n).step_by(k) {
+                let nb = k.min(g.n - b0);
+                let xs = self.copy_out(op, x, b0 * x_img, &[nb, g.c_in, g.input[0], g.input[1]])?;
+                let ys = self.conv2d_with(&xs, w, bias, spec, algo)?;
+                self.copy_in(op, &ys, &y, b0 * y_img)?;
+            }
+            return Ok(y);
+        }
         let b = bias.map_or(self.dummy(), |b| b.buffer());
         let buffers = vec![x.buffer(), w.buffer(), b, y.buffer()];
         let (m, n) = (g.c_out_per_group(), g.output[0] * g.output[1]);
@@ -284,6 +298,21 @@ impl Gpu {
         check_u32(op, &g)?;
         let y = self.alloc(op, &g.input_shape())?;
         if y.is_empty() || x.is_empty() {
+            return Ok(y);
+        }
+        // Tensors over one binding: run image by image (chunks of images).
+        self.check_binding(op, "weight", w.len())?;
+        let (x_img, y_img) = (x.len() / g.n, y.len() / g.n);
+        if let Some(k) =
+            self.chunk_len(op, "one image", g.n, &[x_img as u64 * 4, y_img as u64 * 4])?
+        {
+            for b0 in (0..g.n).step_by(k) {
+                let nb = k.min(g.n - b0);
+                let xs =
+                    self.copy_out(op, x, b0 * x_img, &[nb, g.c_out, g.output[0], g.output[1]])?;
+                let ys = self.conv_transpose2d_with(&xs, w, bias, spec, algo)?;
+                self.copy_in(op, &ys, &y, b0 * y_img)?;
+            }
             return Ok(y);
         }
         let b = bias.map_or(self.dummy(), |b| b.buffer());

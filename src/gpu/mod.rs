@@ -2,6 +2,7 @@
 //! `GpuTensor` is a buffer on it with a shape. Ops submit their work and return at once; only
 //! `download` waits for the device, so a chain of ops runs without a CPU round trip.
 
+mod chunk;
 mod conv;
 mod kernels;
 mod pool;
@@ -50,6 +51,8 @@ struct Inner {
     pending: Mutex<Pending>,
     /// Idle buffers for reuse.
     pool: Mutex<BufferPool>,
+    /// Bytes one kernel binding may hold; ops over it run in chunks (see chunk.rs).
+    binding_limit: std::sync::atomic::AtomicU64,
 }
 
 /// Buffers of dropped tensors, kept for later outputs of the same size (bounded by
@@ -198,6 +201,10 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let fold_limit = device.limits().max_compute_workgroups_per_dimension;
+        let binding_limit = device
+            .limits()
+            .max_storage_buffer_binding_size
+            .min(device.limits().max_buffer_size);
         Ok(Gpu {
             inner: Arc::new(Inner {
                 id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
@@ -212,6 +219,7 @@ impl Gpu {
                 profiler: Default::default(),
                 pending: Default::default(),
                 pool: Default::default(),
+                binding_limit: std::sync::atomic::AtomicU64::new(binding_limit),
             }),
         })
     }
@@ -357,7 +365,8 @@ impl Gpu {
     }
 
     /// Size in bytes of a storage buffer for `len` elements of `T` (at least 4), or `Err` when it
-    /// exceeds what one buffer or one storage binding may hold on this device.
+    /// exceeds what one buffer may hold on this device (ops split tensors larger than one
+    /// binding, see chunk.rs).
     fn buffer_bytes<T: Element>(
         &self,
         op: &'static str,
@@ -366,7 +375,7 @@ impl Gpu {
     ) -> Result<u64> {
         let bytes = (len as u128 * std::mem::size_of::<T>() as u128).max(4);
         let l = &self.inner.limits;
-        let limit = l.max_buffer_size.min(l.max_storage_buffer_binding_size);
+        let limit = l.max_buffer_size;
         if bytes > limit as u128 {
             return Err(Error::TooLarge {
                 op,

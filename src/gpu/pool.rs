@@ -29,7 +29,10 @@ struct PoolParams {
     seed_lo: u32,
     seed_hi: u32,
     idx_plane: u32,
-    _pad: [u32; 2],
+    /// Flat index of this dispatch's first output in the whole tensor (chunked stochastic
+    /// pooling keeps its random stream).
+    pos_base: u32,
+    _pad: u32,
 }
 
 impl PoolParams {
@@ -73,7 +76,8 @@ fn check_reach(op: &'static str, g: &PoolGeometry) -> Result<()> {
 }
 
 impl Gpu {
-    /// Runs one pooling kernel that writes values (and, for `idx`, indices).
+    /// Runs one pooling kernel that writes values (and, for `idx`, indices), in chunks of planes
+    /// when the tensors exceed one binding.
     fn pool(
         &self,
         op: &'static str,
@@ -87,27 +91,67 @@ impl Gpu {
         let g = p.geometry(op, x.shape())?;
         check_reach(op, &g)?;
         let vals = self.alloc::<f32>(op, &g.output_shape())?;
-        let idx = with_idx
+        let mut idx = with_idx
             .then(|| self.alloc::<u32>(op, &g.output_shape()))
             .transpose()?;
         if vals.is_empty() {
             return Ok((vals, idx));
         }
+        let (planes, in_plane, out_plane) = (
+            g.n * g.c,
+            g.input[0] * g.input[1],
+            g.output[0] * g.output[1],
+        );
+        let per_plane = [in_plane as u64 * 4, out_plane as u64 * 4];
+        match self.chunk_len(op, "one input plane", planes, &per_plane)? {
+            None => self.pool_once(op, kernel, x, &g, seed, &vals, idx.as_ref(), 0)?,
+            Some(k) => {
+                for p0 in (0..planes).step_by(k) {
+                    let np = k.min(planes - p0);
+                    let xs =
+                        self.copy_out(op, x, p0 * in_plane, &[1, np, g.input[0], g.input[1]])?;
+                    let gs = PoolGeometry { n: 1, c: np, ..g };
+                    let vs = self.alloc::<f32>(op, &gs.output_shape())?;
+                    let is = idx
+                        .as_ref()
+                        .map(|_| self.alloc::<u32>(op, &gs.output_shape()))
+                        .transpose()?;
+                    self.pool_once(op, kernel, &xs, &gs, seed, &vs, is.as_ref(), p0 * out_plane)?;
+                    self.copy_in(op, &vs, &vals, p0 * out_plane)?;
+                    if let (Some(is), Some(idx)) = (&is, &idx) {
+                        self.copy_in(op, is, idx, p0 * out_plane)?;
+                    }
+                }
+            }
+        }
+        if let Some(i) = idx.as_mut() {
+            i.origin = Some(g);
+        }
+        Ok((vals, idx))
+    }
+
+    /// One dispatch of a pooling kernel over `x` (which fits one binding).
+    #[allow(clippy::too_many_arguments)]
+    fn pool_once(
+        &self,
+        op: &'static str,
+        kernel: Kernel,
+        x: &GpuTensor,
+        g: &PoolGeometry,
+        seed: u64,
+        vals: &GpuTensor,
+        idx: Option<&GpuTensor<u32>>,
+        pos_base: usize,
+    ) -> Result<()> {
         let params = PoolParams {
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
-            ..PoolParams::new(&g, vals.len())
+            pos_base: pos_base as u32,
+            ..PoolParams::new(g, vals.len())
         };
         let mut buffers = vec![x.buffer(), vals.buffer()];
-        buffers.extend(idx.as_ref().map(GpuTensor::buffer));
-        self.launch(op, &[], &[Pass::new(kernel, &params, buffers, vals.len())])?;
-        Ok((
-            vals,
-            idx.map(|mut i| {
-                i.origin = Some(g);
-                i
-            }),
-        ))
+        buffers.extend(idx.map(GpuTensor::buffer));
+        self.launch(op, &[], &[Pass::new(kernel, &params, buffers, vals.len())])
     }
 
     /// PyTorch's `max_pool2d(..., return_indices=True)`; see [`crate::cpu::max_pool2d`].
@@ -157,8 +201,7 @@ impl Gpu {
         vals: &GpuTensor,
         idx: &GpuTensor<u32>,
         size: [usize; 2],
-        gather: Kernel,
-        planes_kernel: Kernel,
+        kernels: (Kernel, Kernel),
     ) -> Result<GpuTensor> {
         self.check_owner(op, "values", vals)?;
         self.check_owner(op, "indices", idx)?;
@@ -182,6 +225,40 @@ impl Gpu {
             op,
             "output plane {size:?} has more than 2^32 positions"
         );
+        let (planes, per) = (n * c, ph * pw);
+        let per_plane = [per as u64 * 4, plane_len as u64 * 4];
+        match self.chunk_len(op, "one plane", planes, &per_plane)? {
+            None => self.index_scatter_once(op, vals, idx, &out, size, kernels, 0)?,
+            Some(k) => {
+                for p0 in (0..planes).step_by(k) {
+                    let np = k.min(planes - p0);
+                    let vs = self.copy_out(op, vals, p0 * per, &[1, np, ph, pw])?;
+                    let mut is = self.copy_out(op, idx, p0 * per, &[1, np, ph, pw])?;
+                    is.origin = idx.origin.map(|g| PoolGeometry { n: 1, c: np, ..g });
+                    let os = self.alloc::<f32>(op, &[1, np, size[0], size[1]])?;
+                    self.index_scatter_once(op, &vs, &is, &os, size, kernels, p0 * per)?;
+                    self.copy_in(op, &os, &out, p0 * plane_len)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One pass of max_unpool2d / max_pool2d_backward over tensors that fit one binding; `base`
+    /// is the flat position of `idx` in the whole indices tensor (for messages).
+    #[allow(clippy::too_many_arguments)]
+    fn index_scatter_once(
+        &self,
+        op: &'static str,
+        vals: &GpuTensor,
+        idx: &GpuTensor<u32>,
+        out: &GpuTensor,
+        size: [usize; 2],
+        (gather, planes_kernel): (Kernel, Kernel),
+        base: usize,
+    ) -> Result<()> {
+        let [n, c, ph, pw] = dims4(op, "values", vals.shape())?;
+        let plane_len = size[0] * size[1];
         // Indices made by this library's pooling carry its window geometry.
         let origin = idx
             .origin
@@ -197,15 +274,13 @@ impl Gpu {
                     ..PoolParams::new(&g, vals.len())
                 };
                 let pass = Pass::new(Kernel::ScatterOwned, &params, buffers, vals.len());
-                self.launch(op, &[out.buffer()], &[pass])?;
-                return Ok(out);
+                return self.launch(op, &[out.buffer()], &[pass]);
             }
             if g.input == size {
                 // Overlapping windows over an input of this very size: gather through the
                 // windows (in range by construction, summed in row-major window order).
                 let params = PoolParams::new(&g, out.len());
-                self.launch(op, &[], &[Pass::new(gather, &params, buffers, out.len())])?;
-                return Ok(out);
+                return self.launch(op, &[], &[Pass::new(gather, &params, buffers, out.len())]);
             }
         }
         // Indices of another origin: check the range on the device first (one small readback),
@@ -214,7 +289,7 @@ impl Gpu {
             .origin
             .is_some_and(|g| g.input[0] * g.input[1] <= plane_len);
         if !bound_known && !idx.is_empty() {
-            self.check_index_range(op, idx, size, plane_len)?;
+            self.check_index_range(op, idx, size, plane_len, base)?;
         }
         let params = PoolParams {
             total: (n * c) as u32,
@@ -232,8 +307,7 @@ impl Gpu {
                 vec![vals.buffer(), idx.buffer(), out.buffer()],
                 n * c,
             )],
-        )?;
-        Ok(out)
+        )
     }
 
     /// `Err` naming the first index `>= plane_len`; runs `check_indices` on the device.
@@ -243,6 +317,7 @@ impl Gpu {
         idx: &GpuTensor<u32>,
         size: [usize; 2],
         plane_len: usize,
+        base: usize,
     ) -> Result<()> {
         let flag = self.upload(&Tensor::new([1], vec![u32::MAX])?)?;
         let params = PoolParams {
@@ -272,6 +347,7 @@ impl Gpu {
         })?;
         let value = one.download()?.data()[0];
         let per_plane = idx.shape()[2] * idx.shape()[3];
+        let (value, j) = (value, base + j);
         Err(Error::invalid(
             op,
             format!(
@@ -296,8 +372,7 @@ impl Gpu {
             vals,
             idx,
             size,
-            Kernel::MaxUnpoolGather,
-            Kernel::UnpoolScatterPlanes,
+            (Kernel::MaxUnpoolGather, Kernel::UnpoolScatterPlanes),
         )
     }
 
@@ -314,8 +389,7 @@ impl Gpu {
             grad,
             idx,
             size,
-            Kernel::MaxPoolBackwardGather,
-            Kernel::BackwardScatterPlanes,
+            (Kernel::MaxPoolBackwardGather, Kernel::BackwardScatterPlanes),
         )
     }
 
@@ -335,17 +409,30 @@ impl Gpu {
         if out.is_empty() {
             return Ok(out);
         }
-        let params = PoolParams::new(&g, out.len());
-        self.launch(
+        let gather = |a: &GpuTensor, g: &PoolGeometry, out: &GpuTensor| {
+            let params = PoolParams::new(g, out.len());
+            let buffers = vec![a.buffer(), self.dummy(), out.buffer()];
+            self.launch(op, &[], &[Pass::new(kernel, &params, buffers, out.len())])
+        };
+        let (planes, per, plane_len) = (g.n * g.c, g.output[0] * g.output[1], size[0] * size[1]);
+        match self.chunk_len(
             op,
-            &[],
-            &[Pass::new(
-                kernel,
-                &params,
-                vec![a.buffer(), self.dummy(), out.buffer()],
-                out.len(),
-            )],
-        )?;
+            "one plane",
+            planes,
+            &[per as u64 * 4, plane_len as u64 * 4],
+        )? {
+            None => gather(a, &g, &out)?,
+            Some(k) => {
+                for p0 in (0..planes).step_by(k) {
+                    let np = k.min(planes - p0);
+                    let gs = PoolGeometry { n: 1, c: np, ..g };
+                    let as_ = self.copy_out(op, a, p0 * per, &gs.output_shape())?;
+                    let os = self.alloc::<f32>(op, &gs.input_shape())?;
+                    gather(&as_, &gs, &os)?;
+                    self.copy_in(op, &os, &out, p0 * plane_len)?;
+                }
+            }
+        }
         Ok(out)
     }
 
