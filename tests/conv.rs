@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{assert_close, assert_exact, dot, gpu, random_case, random_transpose_case, Rng};
+use common::{
+    assert_close, assert_exact, dot, expect_invalid, gpu, random_case, random_transpose_case, Rng,
+};
 use convpool::{cpu, Conv2d, ConvAlgo, ConvTranspose2d, Error, Padding, Tensor};
 
 /// Every kernel variant: each is checked against the CPU reference.
@@ -589,20 +591,6 @@ fn same_call_twice_is_bitwise_equal() {
                 .unwrap()
         };
         assert_exact(&format!("conv_transpose2d twice, {algo:?}"), &run(), &run());
-    }
-}
-
-fn expect_invalid<T: std::fmt::Debug>(r: convpool::Result<T>, op: &str, needle: &str) {
-    match r {
-        Err(e @ Error::Invalid { .. }) => {
-            let msg = e.to_string();
-            assert!(msg.starts_with(op), "message {msg:?} should name {op}");
-            assert!(
-                msg.contains(needle),
-                "message {msg:?} should mention {needle:?}"
-            );
-        }
-        other => panic!("expected an Invalid error from {op} mentioning {needle:?}, got {other:?}"),
     }
 }
 

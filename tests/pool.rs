@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{assert_close, assert_exact, dot, gpu, sweep, Rng};
-use convpool::{cpu, Error, Gpu, Pool2d, Tensor};
+use common::{assert_close, assert_exact, dot, expect_invalid, gpu, sweep, Rng};
+use convpool::{cpu, Gpu, Pool2d, Tensor};
 
 #[test]
 fn pooling_gpu_matches_cpu_on_a_seeded_sweep() {
@@ -564,20 +564,6 @@ fn pooling_beyond_65535_workgroups() {
         &gpu.avg_pool2d(&gx, &p).unwrap().download().unwrap(),
         &x,
     );
-}
-
-fn expect_invalid<T: std::fmt::Debug>(r: convpool::Result<T>, op: &str, needle: &str) {
-    match r {
-        Err(e @ Error::Invalid { .. }) => {
-            let msg = e.to_string();
-            assert!(msg.starts_with(op), "message {msg:?} should name {op}");
-            assert!(
-                msg.contains(needle),
-                "message {msg:?} should mention {needle:?}"
-            );
-        }
-        other => panic!("expected an Invalid error from {op} mentioning {needle:?}, got {other:?}"),
-    }
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Reference pooling, unpooling and pooling backward passes.
 
 use super::rng::stochastic_uniform;
-use crate::error::{ensure, Result};
-use crate::params::pool::{Pool2d, PoolGeometry};
-use crate::tensor::{dims4, Tensor};
+use crate::error::Result;
+use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
+use crate::tensor::Tensor;
 
 /// Calls `f(plane, o, taps)` for every pooled element, in row-major order: `plane` is the flat
 /// `n*C + c`, `o` the flat output index, `taps` the flat in-plane positions of the window's
@@ -161,16 +161,7 @@ fn check_indices(
     idx: &Tensor<u32>,
     size: [usize; 2],
 ) -> Result<([usize; 4], usize)> {
-    let d = dims4(op, "values", vals)?;
-    ensure!(
-        idx.shape() == vals,
-        op,
-        "indices shape {:?} differs from values shape {vals:?}",
-        idx.shape()
-    );
-    let plane_len = size[0]
-        .checked_mul(size[1])
-        .ok_or_else(|| crate::Error::invalid(op, format!("output size {size:?} overflows")))?;
+    let (d, plane_len) = unpool_shape(op, vals, idx.shape(), size)?;
     let planes = d[2] * d[3];
     if let Some((j, &i)) = idx
         .data()

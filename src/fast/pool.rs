@@ -2,9 +2,9 @@
 
 use rayon::prelude::*;
 
-use crate::error::{ensure, Error, Result};
-use crate::params::pool::{Pool2d, PoolGeometry};
-use crate::tensor::{dims4, Tensor};
+use crate::error::{Error, Result};
+use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
+use crate::tensor::Tensor;
 
 /// The in-bounds input coordinates of window `o` along axis `a`, as a range with a step.
 fn window_axis(g: &PoolGeometry, a: usize, o: usize) -> impl Iterator<Item = usize> + Clone {
@@ -85,17 +85,7 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
 /// PyTorch's `max_unpool2d` on all cores; same contract as [`crate::cpu::max_unpool2d`].
 pub fn max_unpool2d(vals: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -> Result<Tensor> {
     let op = "max_unpool2d";
-    let [n, c, ph, pw] = dims4(op, "values", vals.shape())?;
-    ensure!(
-        idx.shape() == vals.shape(),
-        op,
-        "indices shape {:?} differs from values shape {:?}",
-        idx.shape(),
-        vals.shape()
-    );
-    let plane = size[0]
-        .checked_mul(size[1])
-        .ok_or_else(|| Error::invalid(op, format!("output size {size:?} overflows")))?;
+    let ([n, c, ph, pw], plane) = unpool_shape(op, vals.shape(), idx.shape(), size)?;
     if let Some(j) = idx
         .data()
         .par_iter()

@@ -53,6 +53,31 @@ impl Gpu {
         Ok(Some(((limit / widest) as usize).max(1)))
     }
 
+    /// For a convolution whose input `x` or output `y` exceeds one binding: runs `f` on chunks
+    /// of images of `x` and copies each result into `y`. Returns false (and does nothing) when
+    /// both fit, so the caller runs the op directly.
+    pub(crate) fn by_images(
+        &self,
+        op: &'static str,
+        x: &GpuTensor,
+        y: &GpuTensor,
+        f: impl Fn(&GpuTensor) -> Result<GpuTensor>,
+    ) -> Result<bool> {
+        let n = x.shape()[0];
+        let (x_img, y_img) = (x.len() / n, y.len() / n);
+        let Some(k) = self.chunk_len(op, "one image", n, &[x_img as u64 * 4, y_img as u64 * 4])?
+        else {
+            return Ok(false);
+        };
+        for b0 in (0..n).step_by(k) {
+            let mut shape = x.shape().to_vec();
+            shape[0] = k.min(n - b0);
+            let part = self.copy_out(op, x, b0 * x_img, &shape)?;
+            self.copy_in(op, &f(&part)?, y, b0 * y_img)?;
+        }
+        Ok(true)
+    }
+
     /// `Err` when a tensor the op binds whole (a weight, a bias) is over the binding limit.
     pub(crate) fn check_binding(
         &self,

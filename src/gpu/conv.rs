@@ -222,18 +222,9 @@ impl Gpu {
         if y.is_empty() {
             return Ok(y);
         }
-        // Tensors over one binding: run image by image (chunks of images).
+        // Tensors over one binding: run in chunks of images.
         self.check_binding(op, "weight", w.len())?;
-        let (x_img, y_img) = (x.len() / g.n, y.len() / g.n);
-        if let Some(k) =
-            self.chunk_len(op, "one image", g.n, &[x_img as u64 * 4, y_img as u64 * 4])?
-        {
-            for b0 in (0..g.n).step_by(k) {
-                let nb = k.min(g.n - b0);
-                let xs = self.copy_out(op, x, b0 * x_img, &[nb, g.c_in, g.input[0], g.input[1]])?;
-                let ys = self.conv2d_with(&xs, w, bias, spec, algo)?;
-                self.copy_in(op, &ys, &y, b0 * y_img)?;
-            }
+        if self.by_images(op, x, &y, |xs| self.conv2d_with(xs, w, bias, spec, algo))? {
             return Ok(y);
         }
         let b = bias.map_or(self.dummy(), |b| b.buffer());
@@ -300,19 +291,11 @@ impl Gpu {
         if y.is_empty() || x.is_empty() {
             return Ok(y);
         }
-        // Tensors over one binding: run image by image (chunks of images).
+        // Tensors over one binding: run in chunks of images.
         self.check_binding(op, "weight", w.len())?;
-        let (x_img, y_img) = (x.len() / g.n, y.len() / g.n);
-        if let Some(k) =
-            self.chunk_len(op, "one image", g.n, &[x_img as u64 * 4, y_img as u64 * 4])?
-        {
-            for b0 in (0..g.n).step_by(k) {
-                let nb = k.min(g.n - b0);
-                let xs =
-                    self.copy_out(op, x, b0 * x_img, &[nb, g.c_out, g.output[0], g.output[1]])?;
-                let ys = self.conv_transpose2d_with(&xs, w, bias, spec, algo)?;
-                self.copy_in(op, &ys, &y, b0 * y_img)?;
-            }
+        if self.by_images(op, x, &y, |xs| {
+            self.conv_transpose2d_with(xs, w, bias, spec, algo)
+        })? {
             return Ok(y);
         }
         let b = bias.map_or(self.dummy(), |b| b.buffer());

@@ -4,7 +4,7 @@
 use super::{Gpu, GpuTensor, Pass};
 use crate::error::{ensure, Error, Result};
 use crate::gpu::kernels::Kernel;
-use crate::params::pool::{Pool2d, PoolGeometry};
+use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
 use crate::tensor::{dims4, Tensor};
 
 /// `PoolParams` in the shaders.
@@ -205,17 +205,7 @@ impl Gpu {
     ) -> Result<GpuTensor> {
         self.check_owner(op, "values", vals)?;
         self.check_owner(op, "indices", idx)?;
-        let [n, c, ph, pw] = dims4(op, "values", vals.shape())?;
-        ensure!(
-            idx.shape() == vals.shape(),
-            op,
-            "indices shape {:?} differs from values shape {:?}",
-            idx.shape(),
-            vals.shape()
-        );
-        let plane_len = size[0]
-            .checked_mul(size[1])
-            .ok_or_else(|| Error::invalid(op, format!("output size {size:?} overflows")))?;
+        let ([n, c, ph, pw], plane_len) = unpool_shape(op, vals.shape(), idx.shape(), size)?;
         let out = self.alloc::<f32>(op, &[n, c, size[0], size[1]])?;
         if out.is_empty() {
             return Ok(out);

@@ -203,3 +203,24 @@ impl Pool2d {
         Ok(g)
     }
 }
+
+/// Checks the shapes of max_unpool2d / max_pool2d_backward: rank-4 values, indices of the same
+/// shape, and an unpooled `size` whose plane length fits `usize`. Returns the values' dims and
+/// the unpooled plane length. (The index values are checked by each path.)
+pub fn unpool_shape(
+    op: &'static str,
+    vals: &[usize],
+    idx: &[usize],
+    size: [usize; 2],
+) -> Result<([usize; 4], usize)> {
+    let d = dims4(op, "values", vals)?;
+    ensure!(
+        idx == vals,
+        op,
+        "indices shape {idx:?} differs from values shape {vals:?}"
+    );
+    let plane_len = size[0]
+        .checked_mul(size[1])
+        .ok_or_else(|| Error::invalid(op, format!("output size {size:?} overflows")))?;
+    Ok((d, plane_len))
+}

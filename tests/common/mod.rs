@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use convpool::{Conv2d, ConvTranspose2d, Gpu, Padding, Pool2d, Tensor};
+use convpool::{Conv2d, ConvTranspose2d, Error, Gpu, Padding, Pool2d, Tensor};
 
 /// True when a missing adapter must fail the run (CI, or `CONVPOOL_REQUIRE_GPU=1`).
 fn gpu_required() -> bool {
@@ -303,4 +303,20 @@ pub fn sweep(rng: &mut Rng) -> Vec<([usize; 4], Pool2d)> {
         ),
     ]);
     cases
+}
+
+/// Asserts that `r` is an `Error::Invalid` whose message names `op` and contains `needle`.
+#[track_caller]
+pub fn expect_invalid<T: std::fmt::Debug>(r: convpool::Result<T>, op: &str, needle: &str) {
+    match r {
+        Err(e @ Error::Invalid { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with(op), "message {msg:?} should name {op}");
+            assert!(
+                msg.contains(needle),
+                "message {msg:?} should mention {needle:?}"
+            );
+        }
+        other => panic!("expected an Invalid error from {op} mentioning {needle:?}, got {other:?}"),
+    }
 }
