@@ -336,3 +336,22 @@ fn profile_reports_kernel_time_and_keeps_results() {
         }
     }
 }
+
+#[test]
+fn two_gpu_instances_give_the_same_bits() {
+    if gpu().is_none() {
+        return;
+    }
+    let (a, b) = (Gpu::new().unwrap(), Gpu::new().unwrap());
+    let mut rng = Rng::new(21);
+    for k in 0..8 {
+        let (x, w) = (rng.tensor([1, 4, 8, 8]), rng.tensor([4, 4, 3, 3]));
+        let (ra, _) = mixed_op(&a, k, &x, &w, 3);
+        let (rb, _) = mixed_op(&b, k, &x, &w, 3);
+        assert_eq!(
+            ra.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            rb.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "op {k} differs between two Gpu instances"
+        );
+    }
+}
