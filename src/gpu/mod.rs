@@ -55,29 +55,41 @@ struct Inner {
     binding_limit: std::sync::atomic::AtomicU64,
 }
 
-/// Buffers of dropped tensors, kept for later outputs of the same size (bounded by
-/// `POOL_BYTES`). Reuse is safe: a new output is written by commands recorded after every use
-/// of the old tensor, on the same queue.
+/// Buffers of dropped tensors, kept for later outputs of the same size. Bounded in bytes
+/// (`POOL_BYTES`) and in count (`POOL_PER_SIZE` per size, `POOL_BUFFERS` in all), since every
+/// buffer also costs the driver some memory of its own. Reuse is safe: a new output is written
+/// by commands recorded after every use of the old tensor, on the same queue.
 #[derive(Default)]
 struct BufferPool {
     free: std::collections::HashMap<u64, Vec<wgpu::Buffer>>,
     bytes: u64,
+    count: usize,
 }
 
 /// At most this many bytes of idle buffers are kept for reuse.
 const POOL_BYTES: u64 = 256 << 20;
+/// At most this many idle buffers of one size.
+const POOL_PER_SIZE: usize = 16;
+/// At most this many idle buffers in all.
+const POOL_BUFFERS: usize = 256;
 
 impl BufferPool {
     fn take(&mut self, size: u64) -> Option<wgpu::Buffer> {
         let b = self.free.get_mut(&size)?.pop()?;
         self.bytes -= size;
+        self.count -= 1;
         Some(b)
     }
 
     fn put(&mut self, b: wgpu::Buffer) {
-        if self.bytes + b.size() <= POOL_BYTES {
+        let same = self.free.entry(b.size()).or_default();
+        if self.bytes + b.size() <= POOL_BYTES
+            && same.len() < POOL_PER_SIZE
+            && self.count < POOL_BUFFERS
+        {
             self.bytes += b.size();
-            self.free.entry(b.size()).or_default().push(b);
+            self.count += 1;
+            same.push(b);
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use convpool::{Conv2d, ConvTranspose2d, Error, Gpu, Padding, Pool2d, Tensor};
+use convpool::{cpu, Conv2d, ConvTranspose2d, Error, Gpu, Padding, Pool2d, Tensor};
 
 /// True when a missing adapter must fail the run (CI, or `CONVPOOL_REQUIRE_GPU=1`).
 fn gpu_required() -> bool {
@@ -318,5 +318,91 @@ pub fn expect_invalid<T: std::fmt::Debug>(r: convpool::Result<T>, op: &str, need
             );
         }
         other => panic!("expected an Invalid error from {op} mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+/// Runs mixed op number `k` on `x` (`[1, 4, 8, 8]`) and `w` (`[4, 4, 3, 3]`) on the GPU and
+/// the CPU reference; returns both results.
+pub fn mixed_op(gpu: &Gpu, k: usize, x: &Tensor, w: &Tensor, seed: u64) -> (Tensor, Tensor) {
+    let (gx, gw) = (gpu.upload(x).unwrap(), gpu.upload(w).unwrap());
+    let p = Pool2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..Pool2d::new([3, 3])
+    };
+    let same = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    let t = ConvTranspose2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        output_padding: [1, 1],
+        ..Default::default()
+    };
+    match k % 8 {
+        0 => (
+            gpu.conv2d(&gx, &gw, None, &same)
+                .unwrap()
+                .download()
+                .unwrap(),
+            cpu::conv2d(x, w, None, &same).unwrap(),
+        ),
+        1 => (
+            gpu.conv_transpose2d(&gx, &gw, None, &t)
+                .unwrap()
+                .download()
+                .unwrap(),
+            cpu::conv_transpose2d(x, w, None, &t).unwrap(),
+        ),
+        2 => (
+            gpu.max_pool2d(&gx, &p).unwrap().0.download().unwrap(),
+            cpu::max_pool2d(x, &p).unwrap().0,
+        ),
+        3 => (
+            gpu.avg_pool2d(&gx, &p).unwrap().download().unwrap(),
+            cpu::avg_pool2d(x, &p).unwrap(),
+        ),
+        4 => (
+            gpu.stochastic_pool2d(&gx, &p, seed)
+                .unwrap()
+                .0
+                .download()
+                .unwrap(),
+            cpu::stochastic_pool2d(x, &p, seed).unwrap().0,
+        ),
+        5 => {
+            let (v, i) = gpu.max_pool2d(&gx, &p).unwrap();
+            let (cv, ci) = cpu::max_pool2d(x, &p).unwrap();
+            (
+                gpu.max_unpool2d(&v, &i, [8, 8])
+                    .unwrap()
+                    .download()
+                    .unwrap(),
+                cpu::max_unpool2d(&cv, &ci, [8, 8]).unwrap(),
+            )
+        }
+        6 => {
+            let a = gpu.avg_pool2d(&gx, &p).unwrap();
+            let ca = cpu::avg_pool2d(x, &p).unwrap();
+            (
+                gpu.avg_pool2d_backward(&a, &p, [8, 8])
+                    .unwrap()
+                    .download()
+                    .unwrap(),
+                cpu::avg_pool2d_backward(&ca, &p, [8, 8]).unwrap(),
+            )
+        }
+        _ => {
+            let a = gpu.avg_pool2d(&gx, &p).unwrap();
+            let ca = cpu::avg_pool2d(x, &p).unwrap();
+            (
+                gpu.avg_unpool2d(&a, &p, [8, 8])
+                    .unwrap()
+                    .download()
+                    .unwrap(),
+                cpu::avg_unpool2d(&ca, &p, [8, 8]).unwrap(),
+            )
+        }
     }
 }
