@@ -190,6 +190,19 @@ impl ConvAlgo {
 }
 
 impl Gpu {
+    /// `Err` unless the input, weight and bias all live on this `Gpu`.
+    fn check_conv_owners(
+        &self,
+        op: &'static str,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+    ) -> Result<()> {
+        self.check_owner(op, "input", x)?;
+        self.check_owner(op, "weight", w)?;
+        bias.map_or(Ok(()), |b| self.check_owner(op, "bias", b))
+    }
+
     /// PyTorch's `conv2d` on the device; see [`crate::cpu::conv2d`].
     pub fn conv2d(
         &self,
@@ -211,11 +224,7 @@ impl Gpu {
         algo: ConvAlgo,
     ) -> Result<GpuTensor> {
         let op = "conv2d";
-        self.check_owner(op, "input", x)?;
-        self.check_owner(op, "weight", w)?;
-        if let Some(b) = bias {
-            self.check_owner(op, "bias", b)?;
-        }
+        self.check_conv_owners(op, x, w, bias)?;
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
         check_u32(op, &g)?;
         let y = self.alloc(op, &g.output_shape())?;
@@ -279,11 +288,7 @@ impl Gpu {
         algo: ConvAlgo,
     ) -> Result<GpuTensor> {
         let op = "conv_transpose2d";
-        self.check_owner(op, "input", x)?;
-        self.check_owner(op, "weight", w)?;
-        if let Some(b) = bias {
-            self.check_owner(op, "bias", b)?;
-        }
+        self.check_conv_owners(op, x, w, bias)?;
         // `g` is the forward convolution: its input is our output, its output our input.
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
         check_u32(op, &g)?;
