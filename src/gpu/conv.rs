@@ -1,6 +1,6 @@
 //! Launchers for conv2d and conv_transpose2d (shaders/conv2d.wgsl, shaders/conv_transpose2d.wgsl).
 
-use super::{Gpu, GpuTensor, Pass};
+use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::Result;
 use crate::gpu::kernels::Kernel;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
@@ -59,24 +59,6 @@ impl ConvParams {
             tap_x: 0,
         }
     }
-}
-
-/// Every size and index the shaders compute must fit in u32 and i32. Tensors are limited by the
-/// storage-binding size (far below 2^31 elements), so only the geometry's own numbers — stride,
-/// dilation, padding and kernel, which are not tied to any buffer — need a check here.
-fn check_u32(op: &'static str, g: &ConvGeometry) -> Result<()> {
-    let reach = |a: usize| {
-        (g.input[a] as u128 + g.pad_before[a] as u128).max(
-            g.output[a] as u128 * g.stride[a] as u128 + g.kernel[a] as u128 * g.dilation[a] as u128,
-        )
-    };
-    let worst = reach(0).max(reach(1));
-    crate::error::ensure!(
-        worst < i32::MAX as u128,
-        op,
-        "stride, dilation or padding too large for the GPU kernels (coordinates reach {worst})"
-    );
-    Ok(())
 }
 
 /// `GemmParams` in shaders/conv_gemm.wgsl.
@@ -156,7 +138,7 @@ fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
         for ky in 0..kh {
             for kx in 0..kw {
                 let v = [ic * plane, ky * g.dilation[0], kx * g.dilation[1], 0];
-                t.extend(v.map(|v| v as u32)); // < 2^31: checked by check_u32 and the buffer limits
+                t.extend(v.map(|v| v as u32)); // < 2^31: checked by check_reach and the buffer limits
             }
         }
     }
@@ -226,7 +208,15 @@ impl Gpu {
         let op = "conv2d";
         self.check_conv_owners(op, x, w, bias)?;
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
-        check_u32(op, &g)?;
+        check_reach(
+            op,
+            g.input,
+            g.pad_before,
+            g.output,
+            g.stride,
+            g.kernel,
+            g.dilation,
+        )?;
         let y = self.alloc(op, &g.output_shape())?;
         if y.is_empty() {
             return Ok(y);
@@ -291,7 +281,15 @@ impl Gpu {
         self.check_conv_owners(op, x, w, bias)?;
         // `g` is the forward convolution: its input is our output, its output our input.
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
-        check_u32(op, &g)?;
+        check_reach(
+            op,
+            g.input,
+            g.pad_before,
+            g.output,
+            g.stride,
+            g.kernel,
+            g.dilation,
+        )?;
         let y = self.alloc(op, &g.input_shape())?;
         if y.is_empty() || x.is_empty() {
             return Ok(y);
@@ -319,7 +317,6 @@ impl Gpu {
         };
         for ky in 0..g.kernel[0] {
             for kx in 0..g.kernel[1] {
-                let buffers = vec![x.buffer(), w.buffer(), y.buffer()];
                 passes.push(if algo == ConvAlgo::Gemm {
                     let params = GemmParams {
                         c_x: g.c_out as u32,
@@ -347,6 +344,7 @@ impl Gpu {
                         tap_x: kx as u32,
                         ..ConvParams::new(&g, threads, bias.is_some())
                     };
+                    let buffers = vec![x.buffer(), w.buffer(), y.buffer()];
                     Pass::new(Kernel::ConvTransposeTap, &params, buffers, threads)
                 });
             }

@@ -558,6 +558,32 @@ impl Gpu {
     }
 }
 
+/// The shaders compute window coordinates in i32: per axis, `output·stride + kernel·dilation`
+/// and `input + padding` must stay below 2^31 (the tensors themselves are far smaller, being
+/// limited by `max_buffer_size`). `Err` naming `op` otherwise.
+pub(crate) fn check_reach(
+    op: &'static str,
+    input: [usize; 2],
+    padding: [usize; 2],
+    output: [usize; 2],
+    stride: [usize; 2],
+    kernel: [usize; 2],
+    dilation: [usize; 2],
+) -> Result<()> {
+    for a in 0..2 {
+        let w = |v: usize| v as u128;
+        let reach = (w(output[a]) * w(stride[a]) + w(kernel[a]) * w(dilation[a]))
+            .max(w(input[a]) + w(padding[a]));
+        if reach >= i32::MAX as u128 {
+            return Err(Error::invalid(
+                op,
+                format!("stride, kernel, dilation or padding too large for the GPU kernels (coordinates reach {reach})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn tensor_usage() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
 }

@@ -1,7 +1,7 @@
 //! Launchers for pooling, unpooling and the pooling backward passes
 //! (shaders/pool2d.wgsl, shaders/unpool2d.wgsl).
 
-use super::{Gpu, GpuTensor, Pass};
+use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::{ensure, Error, Result};
 use crate::gpu::kernels::Kernel;
 use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
@@ -60,21 +60,6 @@ impl PoolParams {
     }
 }
 
-/// The shaders compute window coordinates in i32: refuse windows that reach past that.
-fn check_reach(op: &'static str, g: &PoolGeometry) -> Result<()> {
-    for a in 0..2 {
-        let reach = (g.output[a] as u128 * g.stride[a] as u128
-            + g.kernel[a] as u128 * g.dilation[a] as u128)
-            .max(g.input[a] as u128 + g.padding[a] as u128);
-        ensure!(
-            reach < i32::MAX as u128,
-            op,
-            "stride, kernel or dilation too large for the GPU kernels (coordinates reach {reach})"
-        );
-    }
-    Ok(())
-}
-
 impl Gpu {
     /// Runs one pooling kernel that writes values (and, for `idx`, indices), in chunks of planes
     /// when the tensors exceed one binding.
@@ -89,7 +74,9 @@ impl Gpu {
     ) -> Result<(GpuTensor, Option<GpuTensor<u32>>)> {
         self.check_owner(op, "input", x)?;
         let g = p.geometry(op, x.shape())?;
-        check_reach(op, &g)?;
+        check_reach(
+            op, g.input, g.padding, g.output, g.stride, g.kernel, g.dilation,
+        )?;
         let vals = self.alloc::<f32>(op, &g.output_shape())?;
         let mut idx = with_idx
             .then(|| self.alloc::<u32>(op, &g.output_shape()))
@@ -394,7 +381,9 @@ impl Gpu {
     ) -> Result<GpuTensor> {
         self.check_owner(op, "pooled tensor", a)?;
         let g = p.geometry_for(op, a.shape(), size)?;
-        check_reach(op, &g)?;
+        check_reach(
+            op, g.input, g.padding, g.output, g.stride, g.kernel, g.dilation,
+        )?;
         let out = self.alloc::<f32>(op, &g.input_shape())?;
         if out.is_empty() {
             return Ok(out);
