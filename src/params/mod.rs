@@ -12,7 +12,7 @@ pub(crate) fn wide(a: usize) -> i128 {
     a as i128
 }
 
-/// Checks that every value of `vals` is at least 1; `names` says what they are.
+/// Checks that both values of `vals` are at least 1; `what` says what they are.
 pub(crate) fn ensure_positive(op: &'static str, what: &str, vals: [usize; 2]) -> crate::Result<()> {
     crate::error::ensure!(
         vals[0] >= 1 && vals[1] >= 1,
