@@ -1,6 +1,6 @@
 // Pooling: one invocation per pooled element walks its window's in-bounds taps in row-major
 // order (the same skeleton for max, average and stochastic) and writes value and index in
-// the same dispatch. Indices are flat `y * in_w + x` positions within the input plane.
+// the same dispatch. Indices are flat `y * in_w + x` positions within the (whole) input plane.
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> vals: array<f32>;
@@ -24,7 +24,7 @@ fn max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             let xx = win.x0 + i32(kx * p.d_w);
             if (xx < 0 || xx >= i32(p.in_w)) { continue; }
             let pos = u32(yy) * p.in_w + u32(xx);
-            let v = x[base + pos];
+            let v = x[in_at(base, pos)];
             // PyTorch: the index starts at the first in-bounds tap; a strictly greater value
             // (so the first maximum wins ties) or any NaN takes over.
             if (arg == NONE) { arg = pos; }
@@ -52,7 +52,7 @@ fn avg_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         for (var kx = 0u; kx < p.k_w; kx++) {
             let xx = win.x0 + i32(kx * p.d_w);
             if (xx < 0 || xx >= i32(p.in_w)) { continue; }
-            sum += x[base + u32(yy) * p.in_w + u32(xx)];
+            sum += x[in_at(base, u32(yy) * p.in_w + u32(xx))];
         }
     }
     vals[o] = sum / divisor(win);
@@ -95,7 +95,7 @@ fn stochastic_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
             let xx = win.x0 + i32(kx * p.d_w);
             if (xx < 0 || xx >= i32(p.in_w)) { continue; }
             let pos = u32(yy) * p.in_w + u32(xx);
-            let v = x[base + pos];
+            let v = x[in_at(base, pos)];
             if (first == NONE) { first = pos; best = v; best_at = pos; }
             if (is_nan(v)) {
                 if (nan_at == NONE) { nan_at = pos; }
@@ -133,7 +133,7 @@ fn stochastic_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
             let xx = win.x0 + i32(kx * p.d_w);
             if (xx < 0 || xx >= i32(p.in_w)) { continue; }
             let pos = u32(yy) * p.in_w + u32(xx);
-            let v = x[base + pos];
+            let v = x[in_at(base, pos)];
             if (v > 0.0) {
                 run += v;
                 pick = pos;
@@ -162,7 +162,7 @@ fn stochastic_expectation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
         for (var kx = 0u; kx < p.k_w; kx++) {
             let xx = win.x0 + i32(kx * p.d_w);
             if (xx < 0 || xx >= i32(p.in_w)) { continue; }
-            let v = x[base + u32(yy) * p.in_w + u32(xx)];
+            let v = x[in_at(base, u32(yy) * p.in_w + u32(xx))];
             if (is_nan(v)) { nan = true; }
             if (v > 0.0) { s1 += v; s2 += v * v; }
         }

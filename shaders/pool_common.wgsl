@@ -1,22 +1,27 @@
 // Shared by pool2d.wgsl and unpool2d.wgsl: the window geometry of `Pool2d`.
 // "in" is the unpooled side [planes, in_h, in_w], "out" the pooled side [planes, out_h, out_w].
+// A plane too large for one binding runs in bands of rows: then one plane is bound, in_h/out_h
+// stay the whole plane's, the bound unpooled rows start at global row `row0` and the bound
+// pooled rows at `orow0`; coordinates, indices and divisors are all global.
 
 struct PoolParams {
     total: u32, planes: u32, in_h: u32, in_w: u32,
     out_h: u32, out_w: u32, k_h: u32, k_w: u32,
     s_h: u32, s_w: u32, p_h: u32, p_w: u32,
     d_h: u32, d_w: u32, count_include_pad: u32, seed_lo: u32,
-    seed_hi: u32, idx_plane: u32, pos_base: u32, _pad1: u32,
+    seed_hi: u32, idx_plane: u32, pos_base: u32, row0: u32,
+    orow0: u32, pos_lo: u32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
 
-// A pooled element: its plane and the input coordinates of its window's first tap.
+// A pooled element: its plane, its global row and column, and the global input coordinates of
+// its window's first tap. `o` is the element's flat position in the bound pooled tensor.
 struct Window { plane: u32, oy: u32, ox: u32, y0: i32, x0: i32 }
 
 fn window_of(o: u32) -> Window {
     let ox = o % p.out_w;
-    let oy = (o / p.out_w) % p.out_h;
+    let oy = (o / p.out_w) % p.out_h + p.orow0;
     let plane = o / (p.out_w * p.out_h);
     return Window(plane, oy, ox, i32(oy * p.s_h) - i32(p.p_h), i32(ox * p.s_w) - i32(p.p_w));
 }
@@ -47,4 +52,10 @@ fn covering(pos: u32, i: u32, pad: u32, d: u32, s: u32, out: u32) -> i32 {
     let o = u32(t) / s;
     if (o >= out) { return -1; }
     return i32(o);
+}
+
+// Where unpooled element `pos` (global y * in_w + x) of the plane starting at `base` lies in
+// the bound input.
+fn in_at(base: u32, pos: u32) -> u32 {
+    return base + pos - p.row0 * p.in_w;
 }

@@ -23,6 +23,7 @@ fn check_indices(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 //   1: max backward  — the sum of the gradients of the windows whose index is this position
 //   2: avg_unpool    — the mean of the covering windows' values
 //   3: avg backward  — the sum of grad / divisor over the covering windows
+// `y` is the global row; `plane` counts bound planes.
 fn gather(plane: u32, y: u32, x: u32, mode: u32) -> f32 {
     let pos = y * p.in_w + x;
     var acc = 0.0;
@@ -33,7 +34,7 @@ fn gather(plane: u32, y: u32, x: u32, mode: u32) -> f32 {
         for (var j = p.k_w; j > 0u; j--) {
             let ox = covering(x, j - 1u, p.p_w, p.d_w, p.s_w, p.out_w);
             if (ox < 0) { continue; }
-            let o = (plane * p.out_h + u32(oy)) * p.out_w + u32(ox);
+            let o = (plane * p.out_h + u32(oy) - p.orow0) * p.out_w + u32(ox);
             switch mode {
                 case 0u: { if (idx[o] == pos) { acc = pooled[o]; } }
                 case 1u: { if (idx[o] == pos) { acc += pooled[o]; } }
@@ -50,7 +51,7 @@ fn gather_main(i: u32, mode: u32) {
     if (i >= p.total) { return; }
     let x = i % p.in_w;
     let y = (i / p.in_w) % p.in_h;
-    out[i] = gather(i / (p.in_w * p.in_h), y, x, mode);
+    out[i] = gather(i / (p.in_w * p.in_h), y + p.row0, x, mode);
 }
 
 @compute @workgroup_size(64)
@@ -79,15 +80,16 @@ fn avg_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 
 // For indices of unknown origin: one invocation per plane walks the plane's pooled elements in
 // row-major order and scatters them (`out` starts zeroed). `total` = planes,
-// `out_h * out_w` = pooled elements per plane, `idx_plane` = unpooled plane length.
+// `out_h * out_w` = pooled elements per plane; the bound output holds unpooled positions
+// [pos_lo, pos_lo + idx_plane) of each plane (all of it unless the plane runs in bands).
 fn scatter_plane(plane: u32, add: bool) {
     if (plane >= p.total) { return; }
     let per_plane = p.out_h * p.out_w;
     for (var j = 0u; j < per_plane; j++) {
         let o = plane * per_plane + j;
         let t = idx[o];
-        if (t >= p.idx_plane) { continue; }
-        let dst = plane * p.idx_plane + t;
+        if (t < p.pos_lo || t - p.pos_lo >= p.idx_plane) { continue; }
+        let dst = plane * p.idx_plane + t - p.pos_lo;
         if (add) { out[dst] += pooled[o]; } else { out[dst] = pooled[o]; }
     }
 }

@@ -162,16 +162,31 @@ fn every_op_runs_in_chunks_when_tensors_exceed_a_binding() {
         matches!(&r, Err(Error::Invalid { msg, .. }) if msg.contains(&format!("index 99 at position {last}"))),
         "{r:?}"
     );
-    // A single plane over the limit is refused, naming the size and the limit.
-    let big = gpu.upload(&rng.tensor([1, 1, 30, 30])).unwrap();
-    assert!(matches!(
-        gpu.avg_pool2d(&big, &Pool2d::new([2, 2])),
-        Err(Error::TooLarge {
-            bytes: 3600,
-            limit: 2048,
-            ..
-        })
-    ));
+    // A single plane over the limit runs in bands of rows (swept in tests/bands.rs); only one
+    // output row over the limit is refused, naming the size and the limit.
+    let big = rng.tensor([1, 1, 30, 30]);
+    let a = gpu.avg_pool2d(&gpu.upload(&big).unwrap(), &Pool2d::new([2, 2]));
+    assert_close(
+        "avg_pool2d of a plane over the limit",
+        &a.unwrap().download().unwrap(),
+        &cpu::avg_pool2d(&big, &Pool2d::new([2, 2])).unwrap(),
+        1e-6,
+        1e-5,
+    );
+    let wide = gpu.upload(&rng.tensor([1, 1, 2, 600])).unwrap();
+    let r = gpu.avg_pool2d(&wide, &Pool2d::new([1, 1]));
+    assert!(
+        matches!(
+            r,
+            Err(Error::TooLarge {
+                what: "one output row",
+                bytes: 2400,
+                limit: 2048,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -262,4 +277,84 @@ fn an_input_over_300_mib_runs_through_every_op() {
         );
     }
     println!("large input: {} bytes ({:.1} MiB) through conv2d, max_pool2d, max_unpool2d, conv_transpose2d", x.len() * 4, (x.len() * 4) as f64 / 1048576.0);
+}
+
+#[test]
+fn a_single_image_over_one_binding_runs_in_bands() {
+    let Some(gpu) = gpu() else { return };
+    // One 6000 × 6000 plane: 144,000,000 bytes (137.3 MiB), over the 128 MiB binding.
+    let (h, w) = (6000, 6000);
+    let x = Tensor::from_fn([1, 1, h, w], |i| {
+        ((i.wrapping_mul(2_654_435_761) >> 9) % 61) as f32 - 30.0
+    })
+    .unwrap();
+    let limit = gpu.limits().max_storage_buffer_binding_size as usize;
+    if x.len() * 4 <= limit {
+        eprintln!("binding limit {limit} holds the whole plane; nothing to band here");
+    }
+    let gx = gpu.upload(&x).unwrap();
+    // conv2d 3×3, padding 1: bands of rows with a one-row halo on each side.
+    let k = Tensor::new(
+        [1, 1, 3, 3],
+        vec![0.5, -1.0, 0.25, 2.0, -0.5, 1.0, 0.125, -2.0, 1.5],
+    )
+    .unwrap();
+    let same = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    let y = gpu
+        .conv2d(&gx, &gpu.upload(&k).unwrap(), None, &same)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact(
+        "conv2d of one 137 MiB image",
+        &y,
+        &cpu::conv2d(&x, &k, None, &same).unwrap(),
+    );
+    drop(y);
+    // Overlapping max pooling, then max_unpool2d through the windows (both banded).
+    let p = Pool2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..Pool2d::new([3, 3])
+    };
+    let (v, i) = gpu.max_pool2d(&gx, &p).unwrap();
+    let (cv, ci) = cpu::max_pool2d(&x, &p).unwrap();
+    assert_exact(
+        "max_pool2d of one 137 MiB plane",
+        &v.download().unwrap(),
+        &cv,
+    );
+    assert_exact("its indices", &i.download().unwrap(), &ci);
+    let up = gpu
+        .max_unpool2d(&v, &i, [h, w])
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact(
+        "max_unpool2d to one 137 MiB plane",
+        &up,
+        &cpu::max_unpool2d(&cv, &ci, [h, w]).unwrap(),
+    );
+    drop(up);
+    // conv_transpose2d 4×4, stride 2, padding 1 from the pooled map back to 6000 × 6000.
+    let kt = Tensor::from_fn([1, 1, 4, 4], |i| i as f32 * 0.25 - 2.0).unwrap();
+    let t = ConvTranspose2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..Default::default()
+    };
+    let yt = gpu
+        .conv_transpose2d(&v, &gpu.upload(&kt).unwrap(), None, &t)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_exact(
+        "conv_transpose2d to one 137 MiB image",
+        &yt,
+        &cpu::conv_transpose2d(&cv, &kt, None, &t).unwrap(),
+    );
+    println!("single image: {} bytes ({:.1} MiB) through conv2d, max_pool2d, max_unpool2d, conv_transpose2d", x.len() * 4, (x.len() * 4) as f64 / 1048576.0);
 }

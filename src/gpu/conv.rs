@@ -1,5 +1,6 @@
 //! Launchers for conv2d and conv_transpose2d (shaders/conv2d.wgsl, shaders/conv_transpose2d.wgsl).
 
+use super::chunk::{Chunks, Reach, RowAxis};
 use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::Result;
 use crate::gpu::kernels::Kernel;
@@ -145,6 +146,11 @@ fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
     Tensor::new([t.len() / 4, 4], t)
 }
 
+/// A signed row offset as the shaders read it (`i32(u32)` reinterprets the bits).
+fn signed(v: i64) -> u32 {
+    v as i32 as u32
+}
+
 /// Which GPU kernel runs a convolution. Every choice gives the same result up to float
 /// rounding, and each is bitwise reproducible; `Auto` picks by shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -221,11 +227,104 @@ impl Gpu {
         if y.is_empty() {
             return Ok(y);
         }
-        // Tensors over one binding: run in chunks of images.
         self.check_binding(op, "weight", w.len())?;
-        if self.by_images(op, x, &y, |xs| self.conv2d_with(xs, w, bias, spec, algo))? {
-            return Ok(y);
+        self.conv_chunked(
+            op,
+            (x, &y, &g, false),
+            |xs, gb, pad, ys| self.conv2d_run(xs, w, bias, gb, pad, algo, ys),
+            |xs| self.conv2d_with(xs, w, bias, spec, algo),
+        )?;
+        Ok(y)
+    }
+
+    /// Runs a convolution of forward geometry `g` (transposed when `transposed`) from `x` into
+    /// `y`: `run(x, g, pad_h, y)` at once when both fit one binding, else `again` on chunks of
+    /// images, or `run` on bands of rows of each image when one image is over the limit.
+    fn conv_chunked(
+        &self,
+        op: &'static str,
+        (x, y, g, transposed): (&GpuTensor, &GpuTensor, &ConvGeometry, bool),
+        run: impl Fn(&GpuTensor, &ConvGeometry, i64, &GpuTensor) -> Result<()>,
+        again: impl Fn(&GpuTensor) -> Result<GpuTensor>,
+    ) -> Result<()> {
+        let (x_img, y_img) = (x.len() / g.n, y.len() / g.n);
+        match self.chunks(g.n, &[x_img as u64 * 4, y_img as u64 * 4]) {
+            Chunks::Whole => run(x, g, g.pad_before[0] as i64, y),
+            Chunks::Units(k) => self.by_images(op, x, y, k, again),
+            Chunks::Rows => self.conv_rows(op, x, y, g, transposed, run),
         }
+    }
+
+    /// A convolution of forward geometry `g` (transposed when `transposed`) from `x` into
+    /// `y` in bands of rows of each image: `run(x band, band geometry, pad_h, y band)`.
+    /// conv2d bands its output rows, each with the input rows its windows reach;
+    /// conv_transpose2d bands its output rows (the forward input), each with the rows of its
+    /// input (the forward output) whose windows cover them.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_rows(
+        &self,
+        op: &'static str,
+        x: &GpuTensor,
+        y: &GpuTensor,
+        g: &ConvGeometry,
+        transposed: bool,
+        run: impl Fn(&GpuTensor, &ConvGeometry, i64, &GpuTensor) -> Result<()>,
+    ) -> Result<()> {
+        let fwd_in = (g.input[0], (g.c_in * g.input[1]) as u64 * 4);
+        let fwd_out = (g.output[0], (g.c_out * g.output[1]) as u64 * 4);
+        let axis = RowAxis {
+            k: g.kernel[0],
+            s: g.stride[0],
+            p: g.pad_before[0],
+            d: g.dilation[0],
+        };
+        let (bands, xs, ys) = if transposed {
+            let bands = self.row_bands(op, fwd_in, fwd_out, Reach::Covering(axis))?;
+            (bands, (x, g.c_out, g.output), (y, g.c_in, g.input))
+        } else {
+            let bands = self.row_bands(op, fwd_out, fwd_in, Reach::Windows(axis))?;
+            (bands, (x, g.c_in, g.input), (y, g.c_out, g.output))
+        };
+        self.by_rows(op, xs, ys, &bands, |xb, band| {
+            let (fin, fout) = if transposed {
+                (&band.out, &band.input)
+            } else {
+                (&band.input, &band.out)
+            };
+            let gb = ConvGeometry {
+                n: 1,
+                input: [fin.len(), g.input[1]],
+                output: [fout.len(), g.output[1]],
+                ..*g
+            };
+            let shape = if transposed {
+                gb.input_shape()
+            } else {
+                gb.output_shape()
+            };
+            let yb = self.alloc(op, &shape)?;
+            // Forward input row fin.start is the band's row 0: its windows start at
+            // o*s - (p + fin.start - fout.start*s).
+            let pad = (g.pad_before[0] + fin.start) as i64 - (fout.start * g.stride[0]) as i64;
+            run(xb, &gb, pad, &yb)?;
+            Ok(yb)
+        })
+    }
+
+    /// One conv2d pass over tensors that fit their bindings: geometry `g`, except that the
+    /// windows start `pad_h` rows above row 0 (negative: below), so a band of rows can run.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_run(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        g: &ConvGeometry,
+        pad_h: i64,
+        algo: ConvAlgo,
+        y: &GpuTensor,
+    ) -> Result<()> {
+        let op = "conv2d";
         let b = bias.map_or(self.dummy(), |b| b.buffer());
         let buffers = vec![x.buffer(), w.buffer(), b, y.buffer()];
         let (m, n) = (g.c_out_per_group(), g.output[0] * g.output[1]);
@@ -233,7 +332,7 @@ impl Gpu {
         let table;
         let pass = match algo.resolve(m, k) {
             ConvAlgo::Gemm => {
-                table = self.upload(&k_table(&g)?)?;
+                table = self.upload(&k_table(g)?)?;
                 let mut buffers = buffers;
                 buffers.push(table.buffer());
                 let params = GemmParams {
@@ -243,17 +342,20 @@ impl Gpu {
                     in_w: g.input[1] as u32,
                     out_h: g.output[0] as u32,
                     out_w: g.output[1] as u32,
-                    ..GemmParams::new(&g, 0, m, n, k, bias.is_some())
+                    p_h: signed(pad_h),
+                    ..GemmParams::new(g, 0, m, n, k, bias.is_some())
                 };
                 Pass::tiled(Kernel::ConvGemm, &params, buffers, params.workgroups())
             }
             _ => {
-                let params = ConvParams::new(&g, y.len(), bias.is_some());
+                let params = ConvParams {
+                    pad_h: signed(pad_h),
+                    ..ConvParams::new(g, y.len(), bias.is_some())
+                };
                 Pass::new(Kernel::Conv2d, &params, buffers, y.len())
             }
         };
-        self.launch(op, &[], &[pass])?;
-        Ok(y)
+        self.launch(op, &[], &[pass])
     }
 
     /// PyTorch's `conv_transpose2d` on the device, as a deterministic scatter-add: one pass per
@@ -294,17 +396,34 @@ impl Gpu {
         if y.is_empty() || x.is_empty() {
             return Ok(y);
         }
-        // Tensors over one binding: run in chunks of images.
         self.check_binding(op, "weight", w.len())?;
-        if self.by_images(op, x, &y, |xs| {
-            self.conv_transpose2d_with(xs, w, bias, spec, algo)
-        })? {
-            return Ok(y);
-        }
+        self.conv_chunked(
+            op,
+            (x, &y, &g, true),
+            |xs, gb, pad, ys| self.conv_transpose_run(xs, w, bias, gb, pad, algo, ys),
+            |xs| self.conv_transpose2d_with(xs, w, bias, spec, algo),
+        )?;
+        Ok(y)
+    }
+
+    /// The passes of conv_transpose2d over tensors that fit their bindings; `g` is the forward
+    /// geometry, with its windows starting `pad_h` rows above row 0 (see `conv2d_run`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_transpose_run(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        g: &ConvGeometry,
+        pad_h: i64,
+        algo: ConvAlgo,
+        y: &GpuTensor,
+    ) -> Result<()> {
+        let op = "conv_transpose2d";
         let b = bias.map_or(self.dummy(), |b| b.buffer());
         let mut passes = vec![Pass::new(
             Kernel::ConvTransposeInit,
-            &ConvParams::new(&g, y.len(), bias.is_some()),
+            &ConvParams::new(g, y.len(), bias.is_some()),
             vec![b, y.buffer()],
             y.len(),
         )];
@@ -327,7 +446,8 @@ impl Gpu {
                         out_w: g.input[1] as u32,
                         tap_y: ky as u32,
                         tap_x: kx as u32,
-                        ..GemmParams::new(&g, 1, m, n, k, false)
+                        p_h: signed(pad_h),
+                        ..GemmParams::new(g, 1, m, n, k, false)
                     };
                     let buffers = vec![
                         x.buffer(),
@@ -342,14 +462,14 @@ impl Gpu {
                     let params = ConvParams {
                         tap_y: ky as u32,
                         tap_x: kx as u32,
-                        ..ConvParams::new(&g, threads, bias.is_some())
+                        pad_h: signed(pad_h),
+                        ..ConvParams::new(g, threads, bias.is_some())
                     };
                     let buffers = vec![x.buffer(), w.buffer(), y.buffer()];
                     Pass::new(Kernel::ConvTransposeTap, &params, buffers, threads)
                 });
             }
         }
-        self.launch(op, &[], &passes)?;
-        Ok(y)
+        self.launch(op, &[], &passes)
     }
 }

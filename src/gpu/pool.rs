@@ -1,11 +1,32 @@
 //! Launchers for pooling, unpooling and the pooling backward passes
 //! (shaders/pool2d.wgsl, shaders/unpool2d.wgsl).
 
+use super::chunk::{Band, Chunks, Planes, Reach, RowAxis};
 use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::{ensure, Error, Result};
 use crate::gpu::kernels::Kernel;
 use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
 use crate::tensor::{dims4, Tensor};
+
+/// Plane `i` of a tensor of `[h, w]` planes, for copying bands of its rows.
+fn plane_of(i: usize, [h, w]: [usize; 2]) -> Planes {
+    Planes {
+        plane0: i,
+        planes: 1,
+        h,
+        w,
+    }
+}
+
+/// The row axis of a pooling's windows.
+fn row_axis(g: &PoolGeometry) -> RowAxis {
+    RowAxis {
+        k: g.kernel[0],
+        s: g.stride[0],
+        p: g.padding[0],
+        d: g.dilation[0],
+    }
+}
 
 /// `PoolParams` in the shaders.
 #[repr(C)]
@@ -32,7 +53,13 @@ struct PoolParams {
     /// Flat index of this dispatch's first output in the whole tensor (chunked stochastic
     /// pooling keeps its random stream).
     pos_base: u32,
-    _pad: u32,
+    /// Global input row of row 0 of the bound input (the unpooled side), for bands of rows.
+    row0: u32,
+    /// Global pooled row of row 0 of the bound pooled side.
+    orow0: u32,
+    /// scatter_plane: first unpooled position the bound output band holds.
+    pos_lo: u32,
+    _pad: [u32; 2],
 }
 
 impl PoolParams {
@@ -89,10 +116,17 @@ impl Gpu {
             g.input[0] * g.input[1],
             g.output[0] * g.output[1],
         );
+        let seeded = |gs: &PoolGeometry, total: usize| PoolParams {
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            ..PoolParams::new(gs, total)
+        };
         let per_plane = [in_plane as u64 * 4, out_plane as u64 * 4];
-        match self.chunk_len(op, "one input plane", planes, &per_plane)? {
-            None => self.pool_once(op, kernel, x, &g, seed, &vals, idx.as_ref(), 0)?,
-            Some(k) => {
+        match self.chunks(planes, &per_plane) {
+            Chunks::Whole => {
+                self.pool_once(op, kernel, x, seeded(&g, vals.len()), &vals, idx.as_ref())?
+            }
+            Chunks::Units(k) => {
                 for p0 in (0..planes).step_by(k) {
                     let np = k.min(planes - p0);
                     let xs =
@@ -103,10 +137,46 @@ impl Gpu {
                         .as_ref()
                         .map(|_| self.alloc::<u32>(op, &gs.output_shape()))
                         .transpose()?;
-                    self.pool_once(op, kernel, &xs, &gs, seed, &vs, is.as_ref(), p0 * out_plane)?;
+                    let params = PoolParams {
+                        pos_base: (p0 * out_plane) as u32,
+                        ..seeded(&gs, vs.len())
+                    };
+                    self.pool_once(op, kernel, &xs, params, &vs, is.as_ref())?;
                     self.copy_in(op, &vs, &vals, p0 * out_plane)?;
                     if let (Some(is), Some(idx)) = (&is, &idx) {
                         self.copy_in(op, is, idx, p0 * out_plane)?;
+                    }
+                }
+            }
+            Chunks::Rows => {
+                let bands = self.row_bands(
+                    op,
+                    (g.output[0], g.output[1] as u64 * 4),
+                    (g.input[0], g.input[1] as u64 * 4),
+                    Reach::Windows(row_axis(&g)),
+                )?;
+                let gs = PoolGeometry { n: 1, c: 1, ..g };
+                for plane in 0..planes {
+                    let (xp, yp) = (plane_of(plane, g.input), plane_of(plane, g.output));
+                    for Band { out, input } in &bands {
+                        let xs = self.copy_rows_out(op, x, xp, input.clone())?;
+                        let shape = [1, 1, out.len(), g.output[1]];
+                        let vs = self.alloc::<f32>(op, &shape)?;
+                        let is = idx
+                            .as_ref()
+                            .map(|_| self.alloc::<u32>(op, &shape))
+                            .transpose()?;
+                        let params = PoolParams {
+                            pos_base: (plane * out_plane + out.start * g.output[1]) as u32,
+                            row0: input.start as u32,
+                            orow0: out.start as u32,
+                            ..seeded(&gs, vs.len())
+                        };
+                        self.pool_once(op, kernel, &xs, params, &vs, is.as_ref())?;
+                        self.copy_rows_in(op, &vs, &vals, yp, out.start)?;
+                        if let (Some(is), Some(idx)) = (&is, &idx) {
+                            self.copy_rows_in(op, is, idx, yp, out.start)?;
+                        }
                     }
                 }
             }
@@ -118,24 +188,15 @@ impl Gpu {
     }
 
     /// One dispatch of a pooling kernel over `x` (which fits one binding).
-    #[allow(clippy::too_many_arguments)]
     fn pool_once(
         &self,
         op: &'static str,
         kernel: Kernel,
         x: &GpuTensor,
-        g: &PoolGeometry,
-        seed: u64,
+        params: PoolParams,
         vals: &GpuTensor,
         idx: Option<&GpuTensor<u32>>,
-        pos_base: usize,
     ) -> Result<()> {
-        let params = PoolParams {
-            seed_lo: seed as u32,
-            seed_hi: (seed >> 32) as u32,
-            pos_base: pos_base as u32,
-            ..PoolParams::new(g, vals.len())
-        };
         let mut buffers = vec![x.buffer(), vals.buffer()];
         buffers.extend(idx.map(GpuTensor::buffer));
         self.launch(op, &[], &[Pass::new(kernel, &params, buffers, vals.len())])
@@ -204,9 +265,10 @@ impl Gpu {
         );
         let (planes, per) = (n * c, ph * pw);
         let per_plane = [per as u64 * 4, plane_len as u64 * 4];
-        match self.chunk_len(op, "one plane", planes, &per_plane)? {
-            None => self.index_scatter_once(op, vals, idx, &out, size, kernels, 0)?,
-            Some(k) => {
+        match self.chunks(planes, &per_plane) {
+            Chunks::Whole => self.index_scatter_once(op, vals, idx, &out, size, kernels, 0)?,
+            Chunks::Rows => self.index_scatter_rows(op, vals, idx, &out, size, kernels)?,
+            Chunks::Units(k) => {
                 for p0 in (0..planes).step_by(k) {
                     let np = k.min(planes - p0);
                     let vs = self.copy_out(op, vals, p0 * per, &[1, np, ph, pw])?;
@@ -219,6 +281,77 @@ impl Gpu {
             }
         }
         Ok(out)
+    }
+
+    /// max_unpool2d / max_pool2d_backward over planes too large for one binding.
+    fn index_scatter_rows(
+        &self,
+        op: &'static str,
+        vals: &GpuTensor,
+        idx: &GpuTensor<u32>,
+        out: &GpuTensor,
+        size: [usize; 2],
+        (gather, planes_kernel): (Kernel, Kernel),
+    ) -> Result<()> {
+        let [n, c, ph, pw] = dims4(op, "values", vals.shape())?;
+        let (per, plane_len) = (ph * pw, size[0] * size[1]);
+        let origin = idx
+            .origin
+            .filter(|g| g.output == [ph, pw] && g.n * g.c == n * c && g.input == size);
+        if let Some(g) = origin {
+            // Indices from this library's pooling: gather through the covering windows.
+            return self.gather_rows(op, gather, &g, vals, Some(idx), out);
+        }
+        // Indices of another origin: each plane's pooled elements in chunks that fit a binding
+        // (range-checked first), scattered in row-major order into bands of output rows.
+        let limit = self.binding_limit();
+        let row = size[1] as u64 * 4;
+        if row > limit {
+            let what = "one output row";
+            return Err(Error::TooLarge {
+                op,
+                what,
+                bytes: row,
+                limit,
+            });
+        }
+        let (chunk, band) = ((limit / 4) as usize, (limit / row) as usize);
+        let bound_known = idx
+            .origin
+            .is_some_and(|g| g.input[0] * g.input[1] <= plane_len);
+        for plane in 0..n * c {
+            let mut parts = Vec::new();
+            for j0 in (0..per).step_by(chunk) {
+                let len = chunk.min(per - j0);
+                let vs = self.copy_out(op, vals, plane * per + j0, &[1, 1, 1, len])?;
+                let is = self.copy_out(op, idx, plane * per + j0, &[1, 1, 1, len])?;
+                if !bound_known {
+                    self.check_index_range(op, &is, size, per, plane * per + j0)?;
+                }
+                parts.push((vs, is));
+            }
+            for r0 in (0..size[0]).step_by(band) {
+                let os = self.alloc::<f32>(op, &[1, 1, band.min(size[0] - r0), size[1]])?;
+                let passes: Vec<_> = parts
+                    .iter()
+                    .map(|(vs, is)| {
+                        let params = PoolParams {
+                            total: 1,
+                            out_h: 1,
+                            out_w: vs.len() as u32,
+                            idx_plane: os.len() as u32,
+                            pos_lo: (r0 * size[1]) as u32,
+                            ..Default::default()
+                        };
+                        let buffers = vec![vs.buffer(), is.buffer(), os.buffer()];
+                        Pass::new(planes_kernel, &params, buffers, 1)
+                    })
+                    .collect();
+                self.launch(op, &[os.buffer()], &passes)?;
+                self.copy_rows_in(op, &os, out, plane_of(plane, size), r0)?;
+            }
+        }
+        Ok(())
     }
 
     /// One pass of max_unpool2d / max_pool2d_backward over tensors that fit one binding; `base`
@@ -266,7 +399,7 @@ impl Gpu {
             .origin
             .is_some_and(|g| g.input[0] * g.input[1] <= plane_len);
         if !bound_known && !idx.is_empty() {
-            self.check_index_range(op, idx, size, plane_len, base)?;
+            self.check_index_range(op, idx, size, ph * pw, base)?;
         }
         let params = PoolParams {
             total: (n * c) as u32,
@@ -287,15 +420,18 @@ impl Gpu {
         )
     }
 
-    /// `Err` naming the first index `>= plane_len`; runs `check_indices` on the device.
+    /// `Err` naming the first index outside a `size` plane; runs `check_indices` on the
+    /// device. `base` is the flat position of `idx` in the whole indices tensor and `per_plane`
+    /// that tensor's pooled plane length (for the message).
     fn check_index_range(
         &self,
         op: &'static str,
         idx: &GpuTensor<u32>,
         size: [usize; 2],
-        plane_len: usize,
+        per_plane: usize,
         base: usize,
     ) -> Result<()> {
+        let plane_len = size[0] * size[1];
         let flag = self.upload(&Tensor::new([1], vec![u32::MAX])?)?;
         let params = PoolParams {
             total: idx.len() as u32,
@@ -323,8 +459,7 @@ impl Gpu {
             enc.copy_buffer_to_buffer(idx.buffer(), j as u64 * 4, one.buffer(), 0, 4)
         })?;
         let value = one.download()?.data()[0];
-        let per_plane = idx.shape()[2] * idx.shape()[3];
-        let (value, j) = (value, base + j);
+        let j = base + j;
         Err(Error::invalid(
             op,
             format!(
@@ -388,31 +523,77 @@ impl Gpu {
         if out.is_empty() {
             return Ok(out);
         }
-        let gather = |a: &GpuTensor, g: &PoolGeometry, out: &GpuTensor| {
-            let params = PoolParams::new(g, out.len());
-            let buffers = vec![a.buffer(), self.dummy(), out.buffer()];
-            self.launch(op, &[], &[Pass::new(kernel, &params, buffers, out.len())])
-        };
         let (planes, per, plane_len) = (g.n * g.c, g.output[0] * g.output[1], size[0] * size[1]);
-        match self.chunk_len(
-            op,
-            "one plane",
-            planes,
-            &[per as u64 * 4, plane_len as u64 * 4],
-        )? {
-            None => gather(a, &g, &out)?,
-            Some(k) => {
+        match self.chunks(planes, &[per as u64 * 4, plane_len as u64 * 4]) {
+            Chunks::Whole => {
+                self.gather_once(op, kernel, PoolParams::new(&g, out.len()), a, None, &out)?
+            }
+            Chunks::Units(k) => {
                 for p0 in (0..planes).step_by(k) {
                     let np = k.min(planes - p0);
                     let gs = PoolGeometry { n: 1, c: np, ..g };
                     let as_ = self.copy_out(op, a, p0 * per, &gs.output_shape())?;
                     let os = self.alloc::<f32>(op, &gs.input_shape())?;
-                    gather(&as_, &gs, &os)?;
+                    self.gather_once(op, kernel, PoolParams::new(&gs, os.len()), &as_, None, &os)?;
                     self.copy_in(op, &os, &out, p0 * plane_len)?;
                 }
             }
+            Chunks::Rows => self.gather_rows(op, kernel, &g, a, None, &out)?,
         }
         Ok(out)
+    }
+
+    /// One dispatch of a gather kernel (unpooled position ← the windows covering it).
+    fn gather_once(
+        &self,
+        op: &'static str,
+        kernel: Kernel,
+        params: PoolParams,
+        pooled: &GpuTensor,
+        idx: Option<&GpuTensor<u32>>,
+        out: &GpuTensor,
+    ) -> Result<()> {
+        let idx = idx.map_or(self.dummy(), GpuTensor::buffer);
+        let buffers = vec![pooled.buffer(), idx, out.buffer()];
+        self.launch(op, &[], &[Pass::new(kernel, &params, buffers, out.len())])
+    }
+
+    /// A gather kernel over planes too large for one binding: bands of unpooled rows, each
+    /// with the pooled rows whose windows cover it.
+    fn gather_rows(
+        &self,
+        op: &'static str,
+        kernel: Kernel,
+        g: &PoolGeometry,
+        pooled: &GpuTensor,
+        idx: Option<&GpuTensor<u32>>,
+        out: &GpuTensor,
+    ) -> Result<()> {
+        let bands = self.row_bands(
+            op,
+            (g.input[0], g.input[1] as u64 * 4),
+            (g.output[0], g.output[1] as u64 * 4),
+            Reach::Covering(row_axis(g)),
+        )?;
+        let gs = PoolGeometry { n: 1, c: 1, ..*g };
+        for plane in 0..g.n * g.c {
+            let (pp, up) = (plane_of(plane, g.output), plane_of(plane, g.input));
+            for Band { out: rows, input } in &bands {
+                let ps = self.copy_rows_out(op, pooled, pp, input.clone())?;
+                let is = idx
+                    .map(|i| self.copy_rows_out(op, i, pp, input.clone()))
+                    .transpose()?;
+                let os = self.alloc::<f32>(op, &[1, 1, rows.len(), g.input[1]])?;
+                let params = PoolParams {
+                    row0: rows.start as u32,
+                    orow0: input.start as u32,
+                    ..PoolParams::new(&gs, os.len())
+                };
+                self.gather_once(op, kernel, params, &ps, is.as_ref(), &os)?;
+                self.copy_rows_in(op, &os, out, up, rows.start)?;
+            }
+        }
+        Ok(())
     }
 
     /// Average unpooling; see [`crate::cpu::avg_unpool2d`].
