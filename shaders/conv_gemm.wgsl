@@ -5,9 +5,11 @@
 //
 // mode 0, conv2d: M = C_out/groups, N = H_out·W_out, K = C_in/groups·kH·kW; the K×N operand is
 //   the im2col view of x, gathered on the fly (padding reads 0); y = acc + bias.
-// mode 1, one tap (tap_y, tap_x) of conv_transpose2d: M = C_out/groups, N = H_in·W_in (input
-//   pixels), K = C_in/groups; input pixel (iy, ix) feeds output (iy·s − p + tap·d), a one-to-one
-//   map, so the pass adds its result into y with no race (see conv_transpose2d.wgsl).
+// mode 1, one stride phase (tap_y, tap_x) of conv_transpose2d: the outputs (tap_y + s_h·j,
+//   tap_x + s_w·i) form an out_h × out_w grid (N = its size) that is a dense stride-1
+//   correlation of x: the taps whose rows and columns reach the phase read x at a constant
+//   offset (k_table: channel plane, row and column offsets, weight offset), K = C_in/groups
+//   times those taps. Every output belongs to exactly one phase: y = acc + bias, written once.
 
 struct GemmParams {
     mode: u32, batch: u32, groups: u32, m: u32,
@@ -16,7 +18,7 @@ struct GemmParams {
     out_h: u32, out_w: u32, k_h: u32, k_w: u32,
     s_h: u32, s_w: u32, d_h: u32, d_w: u32,
     p_h: u32, p_w: u32, tap_y: u32, tap_x: u32,
-    has_bias: u32, _p0: u32, _p1: u32, _p2: u32,
+    has_bias: u32, c_grp: u32, y_h: u32, y_w: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
@@ -24,9 +26,9 @@ struct GemmParams {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-// Mode 0: for each k of the im2col row, (channel plane offset, tap row offset d_h·ky, tap
-// column offset d_w·kx), built on the host so the kernel does no integer division per load
-// (a CPU driver such as lavapipe cannot vectorise division).
+// For each k of the im2col row: (channel plane offset, tap row offset, tap column offset,
+// weight offset (mode 1)), built on the host so the kernel does no integer
+// division per load (a CPU driver such as lavapipe cannot vectorise division).
 @group(0) @binding(5) var<storage, read> k_table: array<vec4<i32>>;
 
 const TM: u32 = 32u;
@@ -36,26 +38,25 @@ const TK: u32 = 32u;
 var<workgroup> a_tile: array<vec4<f32>, 256>; // [TK][TM / 4]: 4 consecutive m per k
 var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: 4 consecutive n per k
 
-fn load_w(g: u32, m: u32, k: u32) -> f32 {
+fn load_w(g: u32, m: u32, k: u32, w_off: i32) -> f32 {
     if (p.mode == 0u) {
         return w[(g * p.m + m) * p.k + k];
     }
-    return w[((g * p.k + k) * p.m + m) * (p.k_h * p.k_w) + p.tap_y * p.k_w + p.tap_x];
+    let taps = p.k_h * p.k_w;
+    return w[g * p.c_grp * p.m * taps + u32(w_off) + m * taps];
 }
 
 fn store(b: u32, g: u32, m: u32, n: u32, v: f32) {
     let c = b * p.c_y + g * p.m + m;
+    var bv = 0.0;
+    if (p.has_bias != 0u) { bv = bias[g * p.m + m]; }
     if (p.mode == 0u) {
-        var bv = 0.0;
-        if (p.has_bias != 0u) { bv = bias[g * p.m + m]; }
         y[c * p.n + n] = v + bv;
-        return;
+    } else {
+        let oy = p.tap_y + p.s_h * (n / p.out_w);
+        let ox = p.tap_x + p.s_w * (n % p.out_w);
+        y[(c * p.y_h + oy) * p.y_w + ox] = v + bv;
     }
-    let oy = i32((n / p.in_w) * p.s_h + p.tap_y * p.d_h) - i32(p.p_h);
-    let ox = i32((n % p.in_w) * p.s_w + p.tap_x * p.d_w) - i32(p.p_w);
-    if (oy < 0 || oy >= i32(p.out_h) || ox < 0 || ox >= i32(p.out_w)) { return; }
-    let o = (c * p.out_h + u32(oy)) * p.out_w + u32(ox);
-    y[o] = y[o] + v;
 }
 
 @compute @workgroup_size(64)
@@ -77,25 +78,22 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let quad = lid % 8u;
     let krow = lid / 8u;
     let ma = m0 + 4u * quad;
-    let cig = p.k / (p.k_h * p.k_w); // mode 0
-    // Input coordinates of the four B columns (mode 0) or their flat offsets (mode 1).
+    // Input coordinates of the four B columns before the tap offsets.
     var oy0 = vec4<i32>(0);
     var ox0 = vec4<i32>(0);
     var n_ok = vec4<bool>(false);
-    var x_base = 0u;
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + 4u * quad + j;
         n_ok[j] = n < p.n;
         if (p.mode == 0u) {
             oy0[j] = i32((n / p.out_w) * p.s_h) - i32(p.p_h);
             ox0[j] = i32((n % p.out_w) * p.s_w) - i32(p.p_w);
+        } else {
+            oy0[j] = i32(n / p.out_w);
+            ox0[j] = i32(n % p.out_w);
         }
     }
-    if (p.mode == 0u) {
-        x_base = (b * p.c_x + g * cig) * p.in_h * p.in_w;
-    } else {
-        x_base = (b * p.c_x + g * p.k) * p.n + n0 + 4u * quad;
-    }
+    let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -107,20 +105,13 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             var av = vec4<f32>(0.0);
             var bv = vec4<f32>(0.0);
             if (k < p.k) {
-                var t = vec4<i32>(0);
-                if (p.mode == 0u) { t = k_table[k]; }
+                let t = k_table[k];
                 for (var j = 0u; j < 4u; j++) {
-                    if (ma + j < p.m) { av[j] = load_w(g, ma + j, k); }
-                    if (n_ok[j]) {
-                        if (p.mode == 0u) {
-                            let iy = oy0[j] + t.y;
-                            let ix = ox0[j] + t.z;
-                            if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
-                                bv[j] = x[x_base + u32(t.x) + u32(iy) * p.in_w + u32(ix)];
-                            }
-                        } else {
-                            bv[j] = x[x_base + k * p.n + j];
-                        }
+                    if (ma + j < p.m) { av[j] = load_w(g, ma + j, k, t.w); }
+                    let iy = oy0[j] + t.y;
+                    let ix = ox0[j] + t.z;
+                    if (n_ok[j] && iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
+                        bv[j] = x[x_base + u32(t.x) + u32(iy) * p.in_w + u32(ix)];
                     }
                 }
             }

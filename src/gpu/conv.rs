@@ -91,7 +91,11 @@ struct GemmParams {
     tap_y: u32,
     tap_x: u32,
     has_bias: u32,
-    _pad: [u32; 3],
+    /// Input channels per group.
+    c_grp: u32,
+    /// Mode 1: the output's height and width (out_h × out_w is the phase's grid).
+    y_h: u32,
+    y_w: u32,
 }
 
 /// Output tile of the GEMM kernel: 32 channels × 32 pixels per workgroup.
@@ -146,6 +150,40 @@ fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
     Tensor::new([t.len() / 4, 4], t)
 }
 
+/// The table of stride phase `[py, px]` of a transposed convolution (forward geometry `g`,
+/// windows starting `pad` rows/columns before row/column 0): for each input channel `ic` of a
+/// group and each tap `(ky, kx)` that reaches the phase, `[ic's plane offset in x, row offset,
+/// column offset, weight offset]`, where output `(py + s·j, px + s·i)` reads x at
+/// `(j + row offset, i + column offset)` since `iy·s − p + ky·d = oy`. One unused row at the
+/// end keeps the buffer non-empty when no tap reaches the phase.
+fn phase_table(g: &ConvGeometry, phase: [usize; 2], pad: [i64; 2]) -> Result<Tensor<u32>> {
+    let offsets = |a: usize| -> Vec<(usize, i64)> {
+        let (s, d) = (g.stride[a] as i64, g.dilation[a] as i64);
+        (0..g.kernel[a])
+            .filter_map(|t| {
+                let r = phase[a] as i64 + pad[a] - t as i64 * d;
+                (r.rem_euclid(s) == 0).then_some((t, r.div_euclid(s)))
+            })
+            .collect()
+    };
+    let (rows, cols) = (offsets(0), offsets(1));
+    let plane = g.output[0] * g.output[1]; // our input's plane
+    let taps = g.kernel[0] * g.kernel[1];
+    let cog = g.c_in_per_group();
+    let mut t = Vec::with_capacity((g.c_out_per_group() * rows.len() * cols.len() + 1) * 4);
+    for ic in 0..g.c_out_per_group() {
+        for &(ky, dy) in &rows {
+            for &(kx, dx) in &cols {
+                let wo = ic * cog * taps + ky * g.kernel[1] + kx;
+                // Each < 2^31 (check_reach and the buffer limits): as i32 bits.
+                t.extend([(ic * plane) as i64, dy, dx, wo as i64].map(|v| v as i32 as u32));
+            }
+        }
+    }
+    t.extend([0; 4]);
+    Tensor::new([t.len() / 4, 4], t)
+}
+
 /// A signed row offset as the shaders read it (`i32(u32)` reinterprets the bits).
 fn signed(v: i64) -> u32 {
     v as i32 as u32
@@ -155,14 +193,19 @@ fn signed(v: i64) -> u32 {
 /// rounding, and each is bitwise reproducible; `Auto` picks by shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Pick by shape: `Gemm` for conv2d with at least 32 output channels per group and a
-    /// reduction (`C_in/groups·kH·kW`) of at least 64, `Direct` otherwise, and `Direct` for the
-    /// passes of conv_transpose2d (measured faster there on lavapipe; see BENCHMARKS.md).
+    /// Pick by shape: for conv2d `Gemm` with at least 32 output channels per group and a
+    /// reduction (`C_in/groups·kH·kW`) of at least 64; for conv_transpose2d `Gemm` with at
+    /// least 16 output channels per group and a per-phase reduction
+    /// (`C_in/groups·kH·kW/(s_h·s_w)`) of at least 32; `Direct` otherwise (measured on
+    /// lavapipe; see BENCHMARKS.md).
     #[default]
     Auto,
-    /// One invocation per output element (per kernel tap for the transposed convolution).
+    /// conv2d: one invocation per output element. conv_transpose2d: a bias pass, then one
+    /// scatter pass per kernel tap (each a one-to-one map, no atomics).
     Direct,
-    /// Tiled implicit GEMM through workgroup memory, 4×4 outputs per invocation.
+    /// Tiled implicit GEMM through workgroup memory, 4×4 outputs per invocation. conv2d: one
+    /// pass. conv_transpose2d: one pass per stride phase (`s_h·s_w` passes), each a dense
+    /// stride-1 correlation writing its outputs once.
     Gemm,
 }
 
@@ -171,6 +214,21 @@ impl ConvAlgo {
     fn resolve(self, m: usize, k: usize) -> ConvAlgo {
         match self {
             ConvAlgo::Auto if m >= 32 && k >= 64 => ConvAlgo::Gemm,
+            ConvAlgo::Auto => ConvAlgo::Direct,
+            other => other,
+        }
+    }
+
+    /// Resolves `Auto` for conv_transpose2d of forward geometry `g`: `Gemm` when one stride
+    /// phase's GEMM has at least 16 rows (`C_out/groups`) and is about 32 deep
+    /// (`C_in/groups·kH·kW/(s_h·s_w)`), since the direct path's alternative is one scatter pass
+    /// per tap (measured on lavapipe: BENCHMARKS.md).
+    fn resolve_transposed(self, g: &ConvGeometry) -> ConvAlgo {
+        let taps = (g.kernel[0] * g.kernel[1] / (g.stride[0] * g.stride[1])).max(1);
+        match self {
+            ConvAlgo::Auto if g.c_in_per_group() >= 16 && g.c_out_per_group() * taps >= 32 => {
+                ConvAlgo::Gemm
+            }
             ConvAlgo::Auto => ConvAlgo::Direct,
             other => other,
         }
@@ -343,6 +401,7 @@ impl Gpu {
                     out_h: g.output[0] as u32,
                     out_w: g.output[1] as u32,
                     p_h: signed(pad_h),
+                    c_grp: g.c_in_per_group() as u32,
                     ..GemmParams::new(g, 0, m, n, k, bias.is_some())
                 };
                 Pass::tiled(Kernel::ConvGemm, &params, buffers, params.workgroups())
@@ -358,8 +417,9 @@ impl Gpu {
         self.launch(op, &[], &[pass])
     }
 
-    /// PyTorch's `conv_transpose2d` on the device, as a deterministic scatter-add: one pass per
-    /// kernel tap, each a one-to-one map from input to output positions (no atomics, no race).
+    /// PyTorch's `conv_transpose2d` on the device, deterministic: a scatter-add with one pass
+    /// per kernel tap, each a one-to-one map from input to output positions (no atomics, no
+    /// race), or, for larger layers, one implicit-GEMM pass per stride phase (see [`ConvAlgo`]).
     pub fn conv_transpose2d(
         &self,
         x: &GpuTensor,
@@ -421,55 +481,89 @@ impl Gpu {
     ) -> Result<()> {
         let op = "conv_transpose2d";
         let b = bias.map_or(self.dummy(), |b| b.buffer());
+        if algo.resolve_transposed(g) == ConvAlgo::Gemm {
+            return self.conv_transpose_phases(x, w, bias, g, pad_h, y);
+        }
         let mut passes = vec![Pass::new(
             Kernel::ConvTransposeInit,
             &ConvParams::new(g, y.len(), bias.is_some()),
             vec![b, y.buffer()],
             y.len(),
         )];
-        let (m, k) = (g.c_in_per_group(), g.c_out_per_group()); // ours: out and in per group
-        let n = g.output[0] * g.output[1];
-        let algo = if algo == ConvAlgo::Auto {
-            ConvAlgo::Direct
-        } else {
-            algo
-        };
+        let threads = g.n * g.c_in * g.output[0] * g.output[1];
         for ky in 0..g.kernel[0] {
             for kx in 0..g.kernel[1] {
-                passes.push(if algo == ConvAlgo::Gemm {
-                    let params = GemmParams {
-                        c_x: g.c_out as u32,
-                        c_y: g.c_in as u32,
-                        in_h: g.output[0] as u32,
-                        in_w: g.output[1] as u32,
-                        out_h: g.input[0] as u32,
-                        out_w: g.input[1] as u32,
-                        tap_y: ky as u32,
-                        tap_x: kx as u32,
-                        p_h: signed(pad_h),
-                        ..GemmParams::new(g, 1, m, n, k, false)
-                    };
-                    let buffers = vec![
-                        x.buffer(),
-                        w.buffer(),
-                        self.dummy(),
-                        y.buffer(),
-                        self.dummy(),
-                    ];
-                    Pass::tiled(Kernel::ConvGemm, &params, buffers, params.workgroups())
-                } else {
-                    let threads = g.n * g.c_in * n;
-                    let params = ConvParams {
-                        tap_y: ky as u32,
-                        tap_x: kx as u32,
-                        pad_h: signed(pad_h),
-                        ..ConvParams::new(g, threads, bias.is_some())
-                    };
-                    let buffers = vec![x.buffer(), w.buffer(), y.buffer()];
-                    Pass::new(Kernel::ConvTransposeTap, &params, buffers, threads)
-                });
+                let params = ConvParams {
+                    tap_y: ky as u32,
+                    tap_x: kx as u32,
+                    pad_h: signed(pad_h),
+                    ..ConvParams::new(g, threads, bias.is_some())
+                };
+                let buffers = vec![x.buffer(), w.buffer(), y.buffer()];
+                passes.push(Pass::new(
+                    Kernel::ConvTransposeTap,
+                    &params,
+                    buffers,
+                    threads,
+                ));
             }
         }
+        self.launch(op, &[], &passes)
+    }
+
+    /// conv_transpose2d through the GEMM kernel, one pass per stride phase: the outputs
+    /// `(py + s_h·j, px + s_w·i)` are a dense stride-1 correlation of `x` with the taps that
+    /// reach them (see shaders/conv_gemm.wgsl, mode 1). Each output is written once, by one
+    /// pass; a phase no tap reaches gets its bias.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_transpose_phases(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        g: &ConvGeometry,
+        pad_h: i64,
+        y: &GpuTensor,
+    ) -> Result<()> {
+        let op = "conv_transpose2d";
+        let b = bias.map_or(self.dummy(), |b| b.buffer());
+        let [s_h, s_w] = g.stride;
+        let m = g.c_in_per_group(); // our output channels per group
+        let mut tables = Vec::new();
+        let mut params = Vec::new();
+        for py in 0..s_h.min(g.input[0]) {
+            for px in 0..s_w.min(g.input[1]) {
+                let grid = [
+                    (g.input[0] - py).div_ceil(s_h),
+                    (g.input[1] - px).div_ceil(s_w),
+                ];
+                let table = phase_table(g, [py, px], [pad_h, g.pad_before[1] as i64])?;
+                let (n, k) = (grid[0] * grid[1], table.shape()[0] - 1);
+                params.push(GemmParams {
+                    c_x: g.c_out as u32,
+                    c_y: g.c_in as u32,
+                    in_h: g.output[0] as u32,
+                    in_w: g.output[1] as u32,
+                    out_h: grid[0] as u32,
+                    out_w: grid[1] as u32,
+                    tap_y: py as u32,
+                    tap_x: px as u32,
+                    c_grp: g.c_out_per_group() as u32,
+                    y_h: g.input[0] as u32,
+                    y_w: g.input[1] as u32,
+                    ..GemmParams::new(g, 1, m, n, k, bias.is_some())
+                });
+                tables.push(self.upload(&table)?);
+            }
+        }
+        let passes: Vec<_> = params
+            .iter()
+            .zip(&tables)
+            .map(|(params, table)| {
+                let buffers = vec![x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
+                Pass::tiled(Kernel::ConvGemm, params, buffers, params.workgroups())
+            })
+            .collect();
         self.launch(op, &[], &passes)
     }
 }
