@@ -11,18 +11,30 @@ struct PoolParams {
     d_h: u32, d_w: u32, count_include_pad: u32, seed_lo: u32,
     seed_hi: u32, idx_plane: u32, pos_base: u32, row0: u32,
     orow0: u32, pos_lo: u32, _pad0: u32, _pad1: u32,
+    // fast_div magics of out_w, out_h, in_w, in_h, s_h, s_w.
+    dv_ow: vec2<u32>, dv_oh: vec2<u32>, dv_iw: vec2<u32>, dv_ih: vec2<u32>,
+    dv_sh: vec2<u32>, dv_sw: vec2<u32>,
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
+
+// The window size, compiled into the pipeline for small windows (so the tap loops unroll: the
+// host sets both through pipeline constants), else 0 and read from the params.
+override WIN_H: u32 = 0u;
+override WIN_W: u32 = 0u;
+
+fn win_h() -> u32 { return select(p.k_h, WIN_H, WIN_H != 0u); }
+fn win_w() -> u32 { return select(p.k_w, WIN_W, WIN_W != 0u); }
 
 // A pooled element: its plane, its global row and column, and the global input coordinates of
 // its window's first tap. `o` is the element's flat position in the bound pooled tensor.
 struct Window { plane: u32, oy: u32, ox: u32, y0: i32, x0: i32 }
 
 fn window_of(o: u32) -> Window {
-    let ox = o % p.out_w;
-    let oy = (o / p.out_w) % p.out_h + p.orow0;
-    let plane = o / (p.out_w * p.out_h);
+    let row = fast_div(o, p.dv_ow);
+    let ox = o - row * p.out_w;
+    let plane = fast_div(row, p.dv_oh);
+    let oy = row - plane * p.out_h + p.orow0;
     return Window(plane, oy, ox, i32(oy * p.s_h) - i32(p.p_h), i32(ox * p.s_w) - i32(p.p_w));
 }
 
@@ -42,14 +54,15 @@ fn divisor(win: Window) -> f32 {
     if (p.count_include_pad != 0u) {
         lo_y = -i32(p.p_h); hi_y += i32(p.p_h); lo_x = -i32(p.p_w); hi_x += i32(p.p_w);
     }
-    return f32(taps_within(win.y0, p.k_h, p.d_h, lo_y, hi_y) * taps_within(win.x0, p.k_w, p.d_w, lo_x, hi_x));
+    return f32(taps_within(win.y0, win_h(), p.d_h, lo_y, hi_y) * taps_within(win.x0, win_w(), p.d_w, lo_x, hi_x));
 }
 
 // The pooled window `o` along one axis that tap `i` of which lands on `pos`, or -1.
-fn covering(pos: u32, i: u32, pad: u32, d: u32, s: u32, out: u32) -> i32 {
+fn covering(pos: u32, i: u32, pad: u32, d: u32, s: u32, dv_s: vec2<u32>, out: u32) -> i32 {
     let t = i32(pos + pad) - i32(i * d);
-    if (t < 0 || (u32(t) % s) != 0u) { return -1; }
-    let o = u32(t) / s;
+    if (t < 0) { return -1; }
+    let o = fast_div(u32(t), dv_s);
+    if (o * s != u32(t)) { return -1; }
     if (o >= out) { return -1; }
     return i32(o);
 }

@@ -28,11 +28,11 @@ fn gather(plane: u32, y: u32, x: u32, mode: u32) -> f32 {
     let pos = y * p.in_w + x;
     var acc = 0.0;
     var count = 0u;
-    for (var i = p.k_h; i > 0u; i--) {
-        let oy = covering(y, i - 1u, p.p_h, p.d_h, p.s_h, p.out_h);
+    for (var i = win_h(); i > 0u; i--) {
+        let oy = covering(y, i - 1u, p.p_h, p.d_h, p.s_h, p.dv_sh, p.out_h);
         if (oy < 0) { continue; }
-        for (var j = p.k_w; j > 0u; j--) {
-            let ox = covering(x, j - 1u, p.p_w, p.d_w, p.s_w, p.out_w);
+        for (var j = win_w(); j > 0u; j--) {
+            let ox = covering(x, j - 1u, p.p_w, p.d_w, p.s_w, p.dv_sw, p.out_w);
             if (ox < 0) { continue; }
             let o = (plane * p.out_h + u32(oy) - p.orow0) * p.out_w + u32(ox);
             switch mode {
@@ -49,9 +49,10 @@ fn gather(plane: u32, y: u32, x: u32, mode: u32) -> f32 {
 
 fn gather_main(i: u32, mode: u32) {
     if (i >= p.total) { return; }
-    let x = i % p.in_w;
-    let y = (i / p.in_w) % p.in_h;
-    out[i] = gather(i / (p.in_w * p.in_h), y + p.row0, x, mode);
+    let row = fast_div(i, p.dv_iw);
+    let x = i - row * p.in_w;
+    let plane = fast_div(row, p.dv_ih);
+    out[i] = gather(plane, row - plane * p.in_h + p.row0, x, mode);
 }
 
 @compute @workgroup_size(64)
@@ -117,5 +118,5 @@ fn scatter_owned(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (j >= p.total) { return; }
     let t = idx[j];
     if (t >= p.idx_plane) { return; }
-    out[(j / (p.out_h * p.out_w)) * p.idx_plane + t] = pooled[j];
+    out[fast_div(fast_div(j, p.dv_ow), p.dv_oh) * p.idx_plane + t] = pooled[j];
 }

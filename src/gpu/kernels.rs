@@ -125,16 +125,28 @@ pub(crate) struct Pipeline {
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<(Kernel, [u32; 2]), Arc<Pipeline>>>,
 }
 
+/// Pooling windows up to this size per axis get pipelines with the size compiled in.
+pub(crate) const MAX_COMPILED_WINDOW: usize = 8;
+
 impl PipelineCache {
-    pub(crate) fn get(&self, device: &wgpu::Device, kernel: Kernel) -> Arc<Pipeline> {
+    /// The pipeline of `kernel`; with a nonzero `window` (pooling kernels only, each side at
+    /// most [`MAX_COMPILED_WINDOW`]) one with the window size fixed through the shaders'
+    /// `WIN_H`/`WIN_W` override constants, so their tap loops unroll (on lavapipe, W8's
+    /// avg_pool2d: 108 → 64 ms). At most 64 such variants per kernel.
+    pub(crate) fn get(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        window: [u32; 2],
+    ) -> Arc<Pipeline> {
         if let Some(p) = self
             .pipelines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&kernel)
+            .get(&(kernel, window))
         {
             return p.clone();
         }
@@ -183,19 +195,27 @@ impl PipelineCache {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        let constants: Vec<(&str, f64)> = if window == [0, 0] {
+            Vec::new()
+        } else {
+            vec![("WIN_H", window[0] as f64), ("WIN_W", window[1] as f64)]
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: Some(&pl),
             module: &module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                ..Default::default()
+            },
             cache: None,
         });
         let p = Arc::new(Pipeline { pipeline, layout });
         self.pipelines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(kernel, p.clone());
+            .insert((kernel, window), p.clone());
         p
     }
 }

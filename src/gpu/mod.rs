@@ -4,6 +4,7 @@
 
 mod chunk;
 mod conv;
+mod divide;
 mod kernels;
 mod pool;
 mod profile;
@@ -119,6 +120,8 @@ impl std::fmt::Debug for Gpu {
 /// storage buffers in binding order, and how many workgroups it needs.
 pub(crate) struct Pass<'a> {
     pub kernel: Kernel,
+    /// The window size compiled into the pipeline (see `PipelineCache::get`); `[0, 0]`: none.
+    pub window: [u32; 2],
     pub params: Vec<u8>,
     pub buffers: Vec<&'a wgpu::Buffer>,
     pub workgroups: u64,
@@ -145,6 +148,7 @@ impl<'a> Pass<'a> {
     ) -> Self {
         Pass {
             kernel,
+            window: [0, 0],
             params: bytemuck::bytes_of(params).to_vec(),
             buffers,
             workgroups,
@@ -524,7 +528,7 @@ impl Gpu {
                     if p.workgroups == 0 {
                         continue;
                     }
-                    let pipe = self.inner.cache.get(d, p.kernel);
+                    let pipe = self.inner.cache.get(d, p.kernel, p.window);
                     let mut entries = vec![wgpu::BindGroupEntry {
                         binding: 0,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {

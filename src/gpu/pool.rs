@@ -2,9 +2,10 @@
 //! (shaders/pool2d.wgsl, shaders/unpool2d.wgsl).
 
 use super::chunk::{Band, Chunks, Planes, Reach, RowAxis};
+use super::divide::magic;
 use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::{ensure, Error, Result};
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{Kernel, MAX_COMPILED_WINDOW};
 use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
 use crate::tensor::{dims4, Tensor};
 
@@ -60,6 +61,8 @@ struct PoolParams {
     /// scatter_plane: first unpooled position the bound output band holds.
     pos_lo: u32,
     _pad: [u32; 2],
+    /// `fast_div` magics (gpu/divide.rs) of out_w, out_h, in_w, in_h, s_h, s_w.
+    magics: [[u32; 2]; 6],
 }
 
 impl PoolParams {
@@ -84,6 +87,40 @@ impl PoolParams {
             idx_plane: u(g.input[0] * g.input[1]),
             ..Default::default()
         }
+    }
+}
+
+/// A pass of a pooling kernel, with the `fast_div` magics of `params`' sizes filled in and,
+/// for the kernels that walk windows, a small window size compiled into the pipeline.
+fn pool_pass<'a>(
+    kernel: Kernel,
+    params: PoolParams,
+    buffers: Vec<&'a wgpu::Buffer>,
+    threads: usize,
+) -> Pass<'a> {
+    let p = &params;
+    let divisors = [p.out_w, p.out_h, p.in_w, p.in_h, p.s_h, p.s_w];
+    let params = PoolParams {
+        magics: divisors.map(|d| magic(d as usize)),
+        ..params
+    };
+    let windowed = !matches!(
+        kernel,
+        Kernel::CheckIndices
+            | Kernel::ScatterOwned
+            | Kernel::UnpoolScatterPlanes
+            | Kernel::BackwardScatterPlanes
+    );
+    let small = [p.k_h, p.k_w]
+        .iter()
+        .all(|&k| (1..=MAX_COMPILED_WINDOW as u32).contains(&k));
+    Pass {
+        window: if windowed && small {
+            [p.k_h, p.k_w]
+        } else {
+            [0, 0]
+        },
+        ..Pass::new(kernel, &params, buffers, threads)
     }
 }
 
@@ -199,7 +236,7 @@ impl Gpu {
     ) -> Result<()> {
         let mut buffers = vec![x.buffer(), vals.buffer()];
         buffers.extend(idx.map(GpuTensor::buffer));
-        self.launch(op, &[], &[Pass::new(kernel, &params, buffers, vals.len())])
+        self.launch(op, &[], &[pool_pass(kernel, params, buffers, vals.len())])
     }
 
     /// PyTorch's `max_pool2d(..., return_indices=True)`; see [`crate::cpu::max_pool2d`].
@@ -344,7 +381,7 @@ impl Gpu {
                             ..Default::default()
                         };
                         let buffers = vec![vs.buffer(), is.buffer(), os.buffer()];
-                        Pass::new(planes_kernel, &params, buffers, 1)
+                        pool_pass(planes_kernel, params, buffers, 1)
                     })
                     .collect();
                 self.launch(op, &[os.buffer()], &passes)?;
@@ -383,14 +420,14 @@ impl Gpu {
                     idx_plane: plane_len as u32,
                     ..PoolParams::new(&g, vals.len())
                 };
-                let pass = Pass::new(Kernel::ScatterOwned, &params, buffers, vals.len());
+                let pass = pool_pass(Kernel::ScatterOwned, params, buffers, vals.len());
                 return self.launch(op, &[out.buffer()], &[pass]);
             }
             if g.input == size {
                 // Overlapping windows over an input of this very size: gather through the
                 // windows (in range by construction, summed in row-major window order).
                 let params = PoolParams::new(&g, out.len());
-                return self.launch(op, &[], &[Pass::new(gather, &params, buffers, out.len())]);
+                return self.launch(op, &[], &[pool_pass(gather, params, buffers, out.len())]);
             }
         }
         // Indices of another origin: check the range on the device first (one small readback),
@@ -411,9 +448,9 @@ impl Gpu {
         self.launch(
             op,
             &[out.buffer()],
-            &[Pass::new(
+            &[pool_pass(
                 planes_kernel,
-                &params,
+                params,
                 vec![vals.buffer(), idx.buffer(), out.buffer()],
                 n * c,
             )],
@@ -441,9 +478,9 @@ impl Gpu {
         self.launch(
             op,
             &[],
-            &[Pass::new(
+            &[pool_pass(
                 Kernel::CheckIndices,
-                &params,
+                params,
                 vec![idx.buffer(), flag.buffer()],
                 idx.len(),
             )],
@@ -555,7 +592,7 @@ impl Gpu {
     ) -> Result<()> {
         let idx = idx.map_or(self.dummy(), GpuTensor::buffer);
         let buffers = vec![pooled.buffer(), idx, out.buffer()];
-        self.launch(op, &[], &[Pass::new(kernel, &params, buffers, out.len())])
+        self.launch(op, &[], &[pool_pass(kernel, params, buffers, out.len())])
     }
 
     /// A gather kernel over planes too large for one binding: bands of unpooled rows, each
