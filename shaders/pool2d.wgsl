@@ -1,12 +1,28 @@
-// Pooling: one invocation per pooled element walks its window's in-bounds taps in row-major
-// order (the same skeleton for max, average and stochastic) and writes value and index in
-// the same dispatch. Indices are flat `y * in_w + x` positions within the (whole) input plane.
+// Pooling: one invocation per pooled element walks its window's taps in row-major order (the
+// same skeleton for max, average and stochastic) and writes value and index in the same
+// dispatch. Indices are flat `y * in_w + x` positions within the (whole) input plane.
+// The walks are branch-free: a tap outside the input reads nothing that counts (its value is
+// masked with `select`), which a CPU driver such as lavapipe runs much faster than per-tap
+// control flow (W8 on lavapipe: 62 -> 44 ms).
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> vals: array<f32>;
 @group(0) @binding(3) var<storage, read_write> idx: array<u32>;
 
 const NONE: u32 = 0xffffffffu;
+
+// Tap (ky, kx) of `win`: whether it lies inside the input, its flat position in the plane
+// (0 outside), and its value (0 outside; the load then reads element 0 of the bound input).
+struct Tap { ok: bool, pos: u32, v: f32 }
+
+fn tap(win: Window, base: u32, ky: u32, kx: u32) -> Tap {
+    let yy = win.y0 + i32(ky * p.d_h);
+    let xx = win.x0 + i32(kx * p.d_w);
+    let ok = yy >= 0 && yy < i32(p.in_h) && xx >= 0 && xx < i32(p.in_w);
+    let pos = select(0u, u32(yy) * p.in_w + u32(xx), ok);
+    let v = x[select(0u, in_at(base, pos), ok)];
+    return Tap(ok, pos, select(0.0, v, ok));
+}
 
 @compute @workgroup_size(64)
 fn max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -18,20 +34,14 @@ fn max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var best = bitcast<f32>(0xff800000u); // -inf
     var arg = NONE;
     for (var ky = 0u; ky < win_h(); ky++) {
-        let yy = win.y0 + i32(ky * p.d_h);
-        if (yy < 0 || yy >= i32(p.in_h)) { continue; }
         for (var kx = 0u; kx < win_w(); kx++) {
-            let xx = win.x0 + i32(kx * p.d_w);
-            if (xx < 0 || xx >= i32(p.in_w)) { continue; }
-            let pos = u32(yy) * p.in_w + u32(xx);
-            let v = x[in_at(base, pos)];
+            let t = tap(win, base, ky, kx);
             // PyTorch: the index starts at the first in-bounds tap; a strictly greater value
             // (so the first maximum wins ties) or any NaN takes over.
-            if (arg == NONE) { arg = pos; }
-            if (v > best || is_nan(v)) {
-                best = v;
-                arg = pos;
-            }
+            arg = select(arg, t.pos, t.ok && arg == NONE);
+            let better = t.ok && (t.v > best || is_nan(t.v));
+            best = select(best, t.v, better);
+            arg = select(arg, t.pos, better);
         }
     }
     vals[o] = best;
@@ -47,12 +57,9 @@ fn avg_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let base = win.plane * p.in_h * p.in_w;
     var sum = 0.0;
     for (var ky = 0u; ky < win_h(); ky++) {
-        let yy = win.y0 + i32(ky * p.d_h);
-        if (yy < 0 || yy >= i32(p.in_h)) { continue; }
         for (var kx = 0u; kx < win_w(); kx++) {
-            let xx = win.x0 + i32(kx * p.d_w);
-            if (xx < 0 || xx >= i32(p.in_w)) { continue; }
-            sum += x[in_at(base, u32(yy) * p.in_w + u32(xx))];
+            let t = tap(win, base, ky, kx);
+            sum = select(sum, sum + t.v, t.ok);
         }
     }
     vals[o] = sum / divisor(win);
@@ -89,20 +96,19 @@ fn stochastic_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     var best_at = NONE;
     var sum = 0.0;
     for (var ky = 0u; ky < win_h(); ky++) {
-        let yy = win.y0 + i32(ky * p.d_h);
-        if (yy < 0 || yy >= i32(p.in_h)) { continue; }
         for (var kx = 0u; kx < win_w(); kx++) {
-            let xx = win.x0 + i32(kx * p.d_w);
-            if (xx < 0 || xx >= i32(p.in_w)) { continue; }
-            let pos = u32(yy) * p.in_w + u32(xx);
-            let v = x[in_at(base, pos)];
-            if (first == NONE) { first = pos; best = v; best_at = pos; }
-            if (is_nan(v)) {
-                if (nan_at == NONE) { nan_at = pos; }
-            } else {
-                if (v > best) { best = v; best_at = pos; }
-                if (v > 0.0) { sum += v; }
-            }
+            let t = tap(win, base, ky, kx);
+            let is_first = t.ok && first == NONE;
+            first = select(first, t.pos, is_first);
+            best = select(best, t.v, is_first);
+            best_at = select(best_at, t.pos, is_first);
+            let nan = t.ok && is_nan(t.v);
+            nan_at = select(nan_at, t.pos, nan && nan_at == NONE);
+            let number = t.ok && !is_nan(t.v);
+            let better = number && t.v > best;
+            best = select(best, t.v, better);
+            best_at = select(best_at, t.pos, better);
+            sum = select(sum, sum + t.v, number && t.v > 0.0);
         }
     }
     if (nan_at != NONE) {
@@ -126,20 +132,14 @@ fn stochastic_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     var pick = first;
     var pick_v = 0.0;
     var done = false;
-    for (var ky = 0u; ky < win_h() && !done; ky++) {
-        let yy = win.y0 + i32(ky * p.d_h);
-        if (yy < 0 || yy >= i32(p.in_h)) { continue; }
+    for (var ky = 0u; ky < win_h(); ky++) {
         for (var kx = 0u; kx < win_w(); kx++) {
-            let xx = win.x0 + i32(kx * p.d_w);
-            if (xx < 0 || xx >= i32(p.in_w)) { continue; }
-            let pos = u32(yy) * p.in_w + u32(xx);
-            let v = x[in_at(base, pos)];
-            if (v > 0.0) {
-                run += v;
-                pick = pos;
-                pick_v = v;
-                if (run > threshold) { done = true; break; }
-            }
+            let t = tap(win, base, ky, kx);
+            let live = t.ok && !done && t.v > 0.0;
+            run = select(run, run + t.v, live);
+            pick = select(pick, t.pos, live);
+            pick_v = select(pick_v, t.v, live);
+            done = done || (live && run > threshold);
         }
     }
     vals[o] = pick_v;
@@ -157,14 +157,12 @@ fn stochastic_expectation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     var s2 = 0.0;
     var nan = false;
     for (var ky = 0u; ky < win_h(); ky++) {
-        let yy = win.y0 + i32(ky * p.d_h);
-        if (yy < 0 || yy >= i32(p.in_h)) { continue; }
         for (var kx = 0u; kx < win_w(); kx++) {
-            let xx = win.x0 + i32(kx * p.d_w);
-            if (xx < 0 || xx >= i32(p.in_w)) { continue; }
-            let v = x[in_at(base, u32(yy) * p.in_w + u32(xx))];
-            if (is_nan(v)) { nan = true; }
-            if (v > 0.0) { s1 += v; s2 += v * v; }
+            let t = tap(win, base, ky, kx);
+            nan = nan || (t.ok && is_nan(t.v));
+            let positive = t.ok && t.v > 0.0;
+            s1 = select(s1, s1 + t.v, positive);
+            s2 = select(s2, s2 + t.v * t.v, positive);
         }
     }
     var r = 0.0;

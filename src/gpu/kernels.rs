@@ -125,8 +125,11 @@ pub(crate) struct Pipeline {
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<(Kernel, [u32; 2]), Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
+
+/// A kernel and the window size compiled into it (`[0, 0]`: none).
+type PipelineKey = (Kernel, [u32; 2]);
 
 /// Pooling windows up to this size per axis get pipelines with the size compiled in.
 pub(crate) const MAX_COMPILED_WINDOW: usize = 8;
