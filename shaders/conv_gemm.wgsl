@@ -1,35 +1,6 @@
-// Implicit GEMM shared by conv2d and conv_transpose2d: per (batch, group), an M×N output tile
-// = (M×K weights) · (K×N input columns), staged through workgroup memory 32 deep in K; each of
-// the 64 invocations keeps a 4×4 block of outputs in registers and reads its operands as vec4.
-// Each output sums its K terms in order 0..K on every run: deterministic.
-//
-// mode 0, conv2d: M = C_out/groups, N = H_out·W_out, K = C_in/groups·kH·kW; the K×N operand is
-//   the im2col view of x, gathered on the fly (padding reads 0); y = acc + bias.
-// mode 1, one stride phase (tap_y, tap_x) of conv_transpose2d: the outputs (tap_y + s_h·j,
-//   tap_x + s_w·i) form an out_h × out_w grid (N = its size) that is a dense stride-1
-//   correlation of x: the taps whose rows and columns reach the phase read x at a constant
-//   offset (k_table: channel plane, row and column offsets, weight offset), K = C_in/groups
-//   times those taps. Every output belongs to exactly one phase: y = acc + bias, written once.
-
-struct GemmParams {
-    mode: u32, batch: u32, groups: u32, m: u32,
-    n: u32, k: u32, m_tiles: u32, n_tiles: u32,
-    c_x: u32, c_y: u32, in_h: u32, in_w: u32,
-    out_h: u32, out_w: u32, k_h: u32, k_w: u32,
-    s_h: u32, s_w: u32, d_h: u32, d_w: u32,
-    p_h: u32, p_w: u32, tap_y: u32, tap_x: u32,
-    has_bias: u32, c_grp: u32, y_h: u32, y_w: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-// For each k of the im2col row: (channel plane offset, tap row offset, tap column offset,
-// weight offset (mode 1)), built on the host so the kernel does no integer
-// division per load (a CPU driver such as lavapipe cannot vectorise division).
-@group(0) @binding(5) var<storage, read> k_table: array<vec4<i32>>;
+// The implicit GEMM through workgroup memory (conv_gemm_common.wgsl has the modes): a
+// workgroup computes a 32×32 output tile, staging operands 32 deep in K; each of the 64
+// invocations keeps a 4×4 block of outputs in registers and reads its operands as vec4.
 
 const TM: u32 = 32u;
 const TN: u32 = 32u;
@@ -37,27 +8,6 @@ const TK: u32 = 32u;
 
 var<workgroup> a_tile: array<vec4<f32>, 256>; // [TK][TM / 4]: 4 consecutive m per k
 var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: 4 consecutive n per k
-
-fn load_w(g: u32, m: u32, k: u32, w_off: i32) -> f32 {
-    if (p.mode == 0u) {
-        return w[(g * p.m + m) * p.k + k];
-    }
-    let taps = p.k_h * p.k_w;
-    return w[g * p.c_grp * p.m * taps + u32(w_off) + m * taps];
-}
-
-fn store(b: u32, g: u32, m: u32, n: u32, v: f32) {
-    let c = b * p.c_y + g * p.m + m;
-    var bv = 0.0;
-    if (p.has_bias != 0u) { bv = bias[g * p.m + m]; }
-    if (p.mode == 0u) {
-        y[c * p.n + n] = v + bv;
-    } else {
-        let oy = p.tap_y + p.s_h * (n / p.out_w);
-        let ox = p.tap_x + p.s_w * (n % p.out_w);
-        y[(c * p.y_h + oy) * p.y_w + ox] = v + bv;
-    }
-}
 
 @compute @workgroup_size(64)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -85,13 +35,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + 4u * quad + j;
         n_ok[j] = n < p.n;
-        if (p.mode == 0u) {
-            oy0[j] = i32((n / p.out_w) * p.s_h) - i32(p.p_h);
-            ox0[j] = i32((n % p.out_w) * p.s_w) - i32(p.p_w);
-        } else {
-            oy0[j] = i32(n / p.out_w);
-            ox0[j] = i32(n % p.out_w);
-        }
+        let o = column_origin(n);
+        oy0[j] = o.x;
+        ox0[j] = o.y;
     }
     let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
     var acc0 = vec4<f32>(0.0);

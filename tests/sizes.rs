@@ -36,7 +36,11 @@ fn every_op_runs_in_chunks_when_tensors_exceed_a_binding() {
         gpu.upload(&w).unwrap(),
         gpu.upload(&b).unwrap(),
     );
-    for algo in [convpool::ConvAlgo::Direct, convpool::ConvAlgo::Gemm] {
+    for algo in [
+        convpool::ConvAlgo::Direct,
+        convpool::ConvAlgo::Gemm,
+        convpool::ConvAlgo::GemmTiled,
+    ] {
         let got = gpu
             .conv2d_with(&gx, &gw, Some(&gb), &same, algo)
             .unwrap()

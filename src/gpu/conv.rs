@@ -98,8 +98,11 @@ struct GemmParams {
     y_w: u32,
 }
 
-/// Output tile of the GEMM kernel: 32 channels × 32 pixels per workgroup.
+/// Output tile of the workgroup-memory GEMM kernel: 32 channels × 32 pixels per workgroup.
 const GEMM_TILE: usize = 32;
+
+/// Output tile of the subgroup GEMM kernel: 8 channels × 32 pixels per workgroup.
+const SUBGROUP_TILE: [u32; 2] = [8, 32];
 
 impl GemmParams {
     /// Geometry fields shared by both modes; `g` is the forward convolution.
@@ -112,8 +115,6 @@ impl GemmParams {
             m: u(m),
             n: u(n),
             k: u(k),
-            m_tiles: u(m.div_ceil(GEMM_TILE)),
-            n_tiles: u(n.div_ceil(GEMM_TILE)),
             k_h: u(g.kernel[0]),
             k_w: u(g.kernel[1]),
             s_h: u(g.stride[0]),
@@ -193,42 +194,43 @@ fn signed(v: i64) -> u32 {
 /// rounding, and each is bitwise reproducible; `Auto` picks by shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Pick by shape: for conv2d `Gemm` with at least 32 output channels per group and a
-    /// reduction (`C_in/groups·kH·kW`) of at least 64; for conv_transpose2d `Gemm` with at
-    /// least 16 output channels per group and a per-phase reduction
-    /// (`C_in/groups·kH·kW/(s_h·s_w)`) of at least 32; `Direct` otherwise (measured on
-    /// lavapipe; see BENCHMARKS.md).
+    /// Pick by shape and device: where the subgroup GEMM kernel runs, `Gemm` from 2 output
+    /// channels per group; elsewhere `GemmTiled` for conv2d with at least 32 output channels
+    /// per group and a reduction (`C_in/groups·kH·kW`) of at least 64, for conv_transpose2d
+    /// with at least 16 and a per-phase reduction (`C_in/groups·kH·kW/(s_h·s_w)`) of at least
+    /// 32; `Direct` otherwise (measured on lavapipe; see BENCHMARKS.md).
     #[default]
     Auto,
     /// conv2d: one invocation per output element. conv_transpose2d: a bias pass, then one
     /// scatter pass per kernel tap (each a one-to-one map, no atomics).
     Direct,
-    /// Tiled implicit GEMM through workgroup memory, 4×4 outputs per invocation. conv2d: one
-    /// pass. conv_transpose2d: one pass per stride phase (`s_h·s_w` passes), each a dense
-    /// stride-1 correlation writing its outputs once.
+    /// Implicit GEMM. conv2d: one pass. conv_transpose2d: one pass per stride phase
+    /// (`s_h·s_w` passes), each a dense stride-1 correlation writing its outputs once. Where
+    /// the device has subgroups of at least 8 lanes, the kernel shares operands by subgroup
+    /// shuffles (8×32 outputs per 8-lane workgroup, no workgroup memory, no barriers: about 2×
+    /// the `GemmTiled` kernel on lavapipe); elsewhere it is `GemmTiled`.
     Gemm,
+    /// The implicit GEMM through workgroup memory: 32×32 outputs per 64-lane workgroup, 4×4 per
+    /// invocation, operands staged 32 deep with vec4 loads. Runs on every device.
+    GemmTiled,
 }
 
 impl ConvAlgo {
-    /// Resolves `Auto` for conv2d with `m` output channels per group and a reduction of `k`.
-    fn resolve(self, m: usize, k: usize) -> ConvAlgo {
+    /// Resolves `Auto` for a GEMM of `m` output channels per group and a reduction of `k`
+    /// (for conv_transpose2d: of one stride phase); `subgroups`: the subgroup GEMM kernel runs
+    /// here. Measured on lavapipe (BENCHMARKS.md): the subgroup kernel beats the direct one
+    /// from 2 output channels per group (a tie at 1, depthwise), the workgroup-memory kernel
+    /// only from 32 channels and a reduction of 64 (16 and 32 for conv_transpose2d, whose direct
+    /// path takes a pass per tap).
+    fn resolve(self, m: usize, k: usize, subgroups: bool, transposed: bool) -> ConvAlgo {
+        let tiled_pays = if transposed {
+            m >= 16 && k >= 32
+        } else {
+            m >= 32 && k >= 64
+        };
         match self {
-            ConvAlgo::Auto if m >= 32 && k >= 64 => ConvAlgo::Gemm,
-            ConvAlgo::Auto => ConvAlgo::Direct,
-            other => other,
-        }
-    }
-
-    /// Resolves `Auto` for conv_transpose2d of forward geometry `g`: `Gemm` when one stride
-    /// phase's GEMM has at least 16 rows (`C_out/groups`) and is about 32 deep
-    /// (`C_in/groups·kH·kW/(s_h·s_w)`), since the direct path's alternative is one scatter pass
-    /// per tap (measured on lavapipe: BENCHMARKS.md).
-    fn resolve_transposed(self, g: &ConvGeometry) -> ConvAlgo {
-        let taps = (g.kernel[0] * g.kernel[1] / (g.stride[0] * g.stride[1])).max(1);
-        match self {
-            ConvAlgo::Auto if g.c_in_per_group() >= 16 && g.c_out_per_group() * taps >= 32 => {
-                ConvAlgo::Gemm
-            }
+            ConvAlgo::Auto if subgroups && m >= 2 => ConvAlgo::Gemm,
+            ConvAlgo::Auto if !subgroups && tiled_pays => ConvAlgo::GemmTiled,
             ConvAlgo::Auto => ConvAlgo::Direct,
             other => other,
         }
@@ -236,6 +238,28 @@ impl ConvAlgo {
 }
 
 impl Gpu {
+    /// A pass of the GEMM kernel for `params`: the subgroup one for `ConvAlgo::Gemm` where the
+    /// device has subgroups of at least 8 lanes, else the workgroup-memory one.
+    fn gemm_pass<'a>(
+        &self,
+        algo: ConvAlgo,
+        params: GemmParams,
+        buffers: Vec<&'a wgpu::Buffer>,
+    ) -> Pass<'a> {
+        let (m, n) = (params.m, params.n);
+        let (kernel, tile) = if algo == ConvAlgo::Gemm && self.inner.subgroup_gemm {
+            (Kernel::ConvGemmSg, SUBGROUP_TILE)
+        } else {
+            (Kernel::ConvGemm, [GEMM_TILE as u32; 2])
+        };
+        let params = GemmParams {
+            m_tiles: m.div_ceil(tile[0]),
+            n_tiles: n.div_ceil(tile[1]),
+            ..params
+        };
+        Pass::tiled(kernel, &params, buffers, params.workgroups())
+    }
+
     /// `Err` unless the input, weight and bias all live on this `Gpu`.
     fn check_conv_owners(
         &self,
@@ -388,8 +412,9 @@ impl Gpu {
         let (m, n) = (g.c_out_per_group(), g.output[0] * g.output[1]);
         let k = g.c_in_per_group() * g.kernel[0] * g.kernel[1];
         let table;
-        let pass = match algo.resolve(m, k) {
-            ConvAlgo::Gemm => {
+        let algo = algo.resolve(m, k, self.inner.subgroup_gemm, false);
+        let pass = match algo {
+            ConvAlgo::Gemm | ConvAlgo::GemmTiled => {
                 table = self.upload(&k_table(g)?)?;
                 let mut buffers = buffers;
                 buffers.push(table.buffer());
@@ -404,7 +429,7 @@ impl Gpu {
                     c_grp: g.c_in_per_group() as u32,
                     ..GemmParams::new(g, 0, m, n, k, bias.is_some())
                 };
-                Pass::tiled(Kernel::ConvGemm, &params, buffers, params.workgroups())
+                self.gemm_pass(algo, params, buffers)
             }
             _ => {
                 let params = ConvParams {
@@ -481,8 +506,11 @@ impl Gpu {
     ) -> Result<()> {
         let op = "conv_transpose2d";
         let b = bias.map_or(self.dummy(), |b| b.buffer());
-        if algo.resolve_transposed(g) == ConvAlgo::Gemm {
-            return self.conv_transpose_phases(x, w, bias, g, pad_h, y);
+        let taps = (g.kernel[0] * g.kernel[1] / (g.stride[0] * g.stride[1])).max(1);
+        let (m, k) = (g.c_in_per_group(), g.c_out_per_group() * taps);
+        let algo = algo.resolve(m, k, self.inner.subgroup_gemm, true);
+        if algo != ConvAlgo::Direct {
+            return self.conv_transpose_phases(x, w, bias, g, pad_h, algo, y);
         }
         let mut passes = vec![Pass::new(
             Kernel::ConvTransposeInit,
@@ -523,6 +551,7 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         g: &ConvGeometry,
         pad_h: i64,
+        algo: ConvAlgo,
         y: &GpuTensor,
     ) -> Result<()> {
         let op = "conv_transpose2d";
@@ -561,7 +590,7 @@ impl Gpu {
             .zip(&tables)
             .map(|(params, table)| {
                 let buffers = vec![x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
-                Pass::tiled(Kernel::ConvGemm, params, buffers, params.workgroups())
+                self.gemm_pass(algo, *params, buffers)
             })
             .collect();
         self.launch(op, &[], &passes)

@@ -12,6 +12,7 @@ pub(crate) const WORKGROUP: u32 = 64;
 enum Shader {
     Conv2d,
     ConvGemm,
+    ConvGemmSg,
     ConvTranspose2d,
     Pool2d,
     Unpool2d,
@@ -26,7 +27,13 @@ impl Shader {
             ),
             Shader::ConvGemm => concat!(
                 include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_gemm_common.wgsl"),
                 include_str!("../../shaders/conv_gemm.wgsl")
+            ),
+            Shader::ConvGemmSg => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_gemm_common.wgsl"),
+                include_str!("../../shaders/conv_gemm_sg.wgsl")
             ),
             Shader::ConvTranspose2d => concat!(
                 include_str!("../../shaders/common.wgsl"),
@@ -51,6 +58,7 @@ impl Shader {
 pub(crate) enum Kernel {
     Conv2d,
     ConvGemm,
+    ConvGemmSg,
     ConvTransposeInit,
     ConvTransposeTap,
     MaxPool,
@@ -76,6 +84,11 @@ impl Kernel {
         match self {
             Conv2d => (Shader::Conv2d, "conv2d", &[R(1), R(2), R(3), W(4)]),
             ConvGemm => (Shader::ConvGemm, "gemm", &[R(1), R(2), R(3), W(4), R(5)]),
+            ConvGemmSg => (
+                Shader::ConvGemmSg,
+                "gemm_sg",
+                &[R(1), R(2), R(3), W(4), R(5)],
+            ),
             ConvTransposeInit => (Shader::ConvTranspose2d, "init_bias", &[R(3), W(4)]),
             ConvTransposeTap => (Shader::ConvTranspose2d, "scatter_tap", &[R(1), R(2), W(4)]),
             MaxPool => (Shader::Pool2d, "max_pool", &[R(1), W(2), W(3)]),

@@ -54,6 +54,8 @@ struct Inner {
     pool: Mutex<BufferPool>,
     /// Bytes one kernel binding may hold; ops over it run in chunks (see chunk.rs).
     binding_limit: std::sync::atomic::AtomicU64,
+    /// Subgroups of at least 8 lanes: `ConvAlgo::Gemm` runs the subgroup-shuffle kernel.
+    subgroup_gemm: bool,
 }
 
 /// Buffers of dropped tensors, kept for later outputs of the same size. Bounded in bytes
@@ -192,7 +194,8 @@ impl Gpu {
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance)?;
         let info = adapter.get_info();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("convpool"),
             required_features: features,
@@ -217,6 +220,8 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let fold_limit = device.limits().max_compute_workgroups_per_dimension;
+        let subgroup_gemm =
+            device.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
         let binding_limit = device
             .limits()
             .max_storage_buffer_binding_size
@@ -236,6 +241,7 @@ impl Gpu {
                 pending: Default::default(),
                 pool: Default::default(),
                 binding_limit: std::sync::atomic::AtomicU64::new(binding_limit),
+                subgroup_gemm,
             }),
         })
     }

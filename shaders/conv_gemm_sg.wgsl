@@ -1,0 +1,70 @@
+// The implicit GEMM with operands shared through subgroup shuffles, no workgroup memory and no
+// barriers (conv_gemm_common.wgsl has the modes). Used where subgroups have at least 8 lanes:
+// a workgroup is 8 invocations, one subgroup, computing an 8 (m) × 32 (n) output tile. For each
+// k, lane l loads the B columns n0 + 4l .. + 3 and the A element of row m0 + l; every lane
+// takes the eight A elements from their lanes by shuffle. The accumulators are eight named
+// vec4s: an array indexed in a loop ends up in memory on lavapipe (6× slower).
+
+@compute @workgroup_size(8)
+fn gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(subgroup_invocation_id) lane: u32) {
+    let tile = flat_group(wid, nwg);
+    let nt = tile % p.n_tiles;
+    let mt = (tile / p.n_tiles) % p.m_tiles;
+    let bg = tile / (p.n_tiles * p.m_tiles);
+    if (bg >= p.batch * p.groups) { return; }
+    let b = bg / p.groups;
+    let g = bg % p.groups;
+    let m0 = mt * 8u;
+    let n0 = nt * 32u + 4u * lane;
+    let o0 = column_origin(n0);
+    let o1 = column_origin(n0 + 1u);
+    let o2 = column_origin(n0 + 2u);
+    let o3 = column_origin(n0 + 3u);
+    let ok0 = n0 < p.n;
+    let ok1 = n0 + 1u < p.n;
+    let ok2 = n0 + 2u < p.n;
+    let ok3 = n0 + 3u < p.n;
+    let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
+    let m_mine = m0 + lane;
+    let a_ok = m_mine < p.m;
+    let m_safe = select(0u, m_mine, a_ok);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let t = k_table[k];
+        let bv = vec4<f32>(load_x(x_base, t, o0, ok0), load_x(x_base, t, o1, ok1),
+                           load_x(x_base, t, o2, ok2), load_x(x_base, t, o3, ok3));
+        let a = select(0.0, load_w(g, m_safe, k, t.w), a_ok);
+        acc0 += subgroupShuffle(a, 0u) * bv;
+        acc1 += subgroupShuffle(a, 1u) * bv;
+        acc2 += subgroupShuffle(a, 2u) * bv;
+        acc3 += subgroupShuffle(a, 3u) * bv;
+        acc4 += subgroupShuffle(a, 4u) * bv;
+        acc5 += subgroupShuffle(a, 5u) * bv;
+        acc6 += subgroupShuffle(a, 6u) * bv;
+        acc7 += subgroupShuffle(a, 7u) * bv;
+    }
+    store_row(b, g, m0, n0, acc0);
+    store_row(b, g, m0 + 1u, n0, acc1);
+    store_row(b, g, m0 + 2u, n0, acc2);
+    store_row(b, g, m0 + 3u, n0, acc3);
+    store_row(b, g, m0 + 4u, n0, acc4);
+    store_row(b, g, m0 + 5u, n0, acc5);
+    store_row(b, g, m0 + 6u, n0, acc6);
+    store_row(b, g, m0 + 7u, n0, acc7);
+}
+
+// Stores columns n0 .. n0 + 3 of output row m, those inside the matrix.
+fn store_row(b: u32, g: u32, m: u32, n0: u32, v: vec4<f32>) {
+    if (m >= p.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < p.n) { store(b, g, m, n0 + j, v[j]); }
+    }
+}
