@@ -30,18 +30,16 @@ fn gather(plane: u32, y: u32, x: u32, mode: u32) -> f32 {
     var count = 0u;
     for (var i = win_h(); i > 0u; i--) {
         let oy = covering(y, i - 1u, p.p_h, p.d_h, p.s_h, p.dv_sh, p.out_h);
+        if (oy < 0) { continue; }
         for (var j = win_w(); j > 0u; j--) {
             let ox = covering(x, j - 1u, p.p_w, p.d_w, p.s_w, p.dv_sw, p.out_w);
-            // Branch-free, as the pooling walks: a window that does not cover (y, x) reads
-            // element 0 and counts for nothing.
-            let ok = oy >= 0 && ox >= 0;
-            let o = select(0u, (plane * p.out_h + u32(oy) - p.orow0) * p.out_w + u32(ox), ok);
-            let v = pooled[o];
+            if (ox < 0) { continue; }
+            let o = (plane * p.out_h + u32(oy) - p.orow0) * p.out_w + u32(ox);
             switch mode {
-                case 0u: { acc = select(acc, v, ok && idx[o] == pos); }
-                case 1u: { acc = select(acc, acc + v, ok && idx[o] == pos); }
-                case 2u: { acc = select(acc, acc + v, ok); count += u32(ok); }
-                default: { acc = select(acc, acc + v / divisor(window_of(o)), ok); }
+                case 0u: { if (idx[o] == pos) { acc = pooled[o]; } }
+                case 1u: { if (idx[o] == pos) { acc += pooled[o]; } }
+                case 2u: { acc += pooled[o]; count++; }
+                default: { acc += pooled[o] / divisor(window_of(o)); }
             }
         }
     }
