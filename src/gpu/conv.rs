@@ -415,7 +415,7 @@ impl Gpu {
         let algo = algo.resolve(m, k, self.inner.subgroup_gemm, false);
         let pass = match algo {
             ConvAlgo::Gemm | ConvAlgo::GemmTiled => {
-                table = self.upload(&k_table(g)?)?;
+                table = self.table(&k_table(g)?)?;
                 let mut buffers = buffers;
                 buffers.push(table.buffer());
                 let params = GemmParams {
@@ -582,7 +582,7 @@ impl Gpu {
                     y_w: g.input[1] as u32,
                     ..GemmParams::new(g, 1, m, n, k, bias.is_some())
                 });
-                tables.push(self.upload(&table)?);
+                tables.push(self.table(&table)?);
             }
         }
         let passes: Vec<_> = params

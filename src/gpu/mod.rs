@@ -56,7 +56,12 @@ struct Inner {
     binding_limit: std::sync::atomic::AtomicU64,
     /// Subgroups of at least 8 lanes: `ConvAlgo::Gemm` runs the subgroup-shuffle kernel.
     subgroup_gemm: bool,
+    /// The GEMM kernels' im2col tables on the device, by contents (see `Gpu::table`).
+    tables: Mutex<std::collections::HashMap<Vec<u32>, Arc<GpuTensor<u32>>>>,
 }
+
+/// How many im2col tables `Gpu::table` keeps (it starts afresh when full).
+const TABLES_KEPT: usize = 64;
 
 /// Buffers of dropped tensors, kept for later outputs of the same size. Bounded in bytes
 /// (`POOL_BYTES`) and in count (`POOL_PER_SIZE` per size, `POOL_BUFFERS` in all), since every
@@ -242,6 +247,7 @@ impl Gpu {
                 pool: Default::default(),
                 binding_limit: std::sync::atomic::AtomicU64::new(binding_limit),
                 subgroup_gemm,
+                tables: Default::default(),
             }),
         })
     }
@@ -332,6 +338,21 @@ impl Gpu {
                 op: "synchronize",
                 msg: e.to_string(),
             })
+    }
+
+    /// `table` on the device, uploaded once and kept (up to [`TABLES_KEPT`] of them): a chain
+    /// of convolutions of one shape then records no upload per call.
+    pub(crate) fn table(&self, table: &Tensor<u32>) -> Result<Arc<GpuTensor<u32>>> {
+        let mut tables = self.inner.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tables.get(table.data()) {
+            return Ok(t.clone());
+        }
+        if tables.len() >= TABLES_KEPT {
+            tables.clear();
+        }
+        let t = Arc::new(self.upload(table)?);
+        tables.insert(table.data().to_vec(), t.clone());
+        Ok(t)
     }
 
     /// Copies a host tensor to the device.
