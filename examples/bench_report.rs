@@ -570,8 +570,18 @@ fn main() -> Result<()> {
         for (c, s) in [(4, 8), (16, 32)] {
             let x = gpu.upload(&data(&[1, c, s, s], 3)?)?;
             let w = gpu.upload(&data(&[c, c, 3, 3], 4)?)?;
-            let (chained, ..) = stats(time(2, n, || chain(gpu, &x, &w, false))?);
-            let (synced, ..) = stats(time(2, n, || chain(gpu, &x, &w, true))?);
+            // Interleaved, so that both variants see the same machine state (this VM drifts).
+            let (mut c_runs, mut s_runs) = (Vec::new(), Vec::new());
+            for rep in 0..n + 3 {
+                let c = time(0, 1, || chain(gpu, &x, &w, false))?;
+                let s = time(0, 1, || chain(gpu, &x, &w, true))?;
+                if rep >= 3 {
+                    c_runs.extend(c);
+                    s_runs.extend(s);
+                }
+            }
+            let (chained, ..) = stats(c_runs);
+            let (synced, ..) = stats(s_runs);
             parts.push(format!(
                 "on [1, {c}, {s}, {s}] {chained:.2} ms chained vs {synced:.2} ms with each op downloaded (ratio {:.2})",
                 chained / synced

@@ -57,6 +57,16 @@ fn divisor(win: Window) -> f32 {
     return f32(taps_within(win.y0, win_h(), p.d_h, lo_y, hi_y) * taps_within(win.x0, win_w(), p.d_w, lo_x, hi_x));
 }
 
+// The undilated windows along one axis that cover `pos`: [first, end), in the pooled range.
+// Window o spans [o*s - pad, o*s - pad + k).
+fn covering_range(pos: u32, k: u32, pad: u32, s: u32, dv_s: vec2<u32>, out: u32) -> vec2<u32> {
+    let t = i32(pos + pad) - i32(k - 1u);
+    var lo = 0u;
+    if (t > 0) { lo = fast_div(u32(t) + s - 1u, dv_s); }
+    let hi = min(fast_div(pos + pad, dv_s) + 1u, out);
+    return vec2<u32>(lo, max(lo, hi));
+}
+
 // The pooled window `o` along one axis that tap `i` of which lands on `pos`, or -1.
 fn covering(pos: u32, i: u32, pad: u32, d: u32, s: u32, dv_s: vec2<u32>, out: u32) -> i32 {
     let t = i32(pos + pad) - i32(i * d);

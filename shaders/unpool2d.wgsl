@@ -28,23 +28,40 @@ fn gather(plane: u32, y: u32, x: u32, mode: u32) -> f32 {
     let pos = y * p.in_w + x;
     var acc = 0.0;
     var count = 0u;
-    for (var i = win_h(); i > 0u; i--) {
-        let oy = covering(y, i - 1u, p.p_h, p.d_h, p.s_h, p.dv_sh, p.out_h);
-        if (oy < 0) { continue; }
-        for (var j = win_w(); j > 0u; j--) {
-            let ox = covering(x, j - 1u, p.p_w, p.d_w, p.s_w, p.dv_sw, p.out_w);
-            if (ox < 0) { continue; }
-            let o = (plane * p.out_h + u32(oy) - p.orow0) * p.out_w + u32(ox);
-            switch mode {
-                case 0u: { if (idx[o] == pos) { acc = pooled[o]; } }
-                case 1u: { if (idx[o] == pos) { acc += pooled[o]; } }
-                case 2u: { acc += pooled[o]; count++; }
-                default: { acc += pooled[o] / divisor(window_of(o)); }
+    if (p.d_h == 1u && p.d_w == 1u) {
+        // Undilated windows: the covering ones form a range per axis, walked directly.
+        let ry = covering_range(y, win_h(), p.p_h, p.s_h, p.dv_sh, p.out_h);
+        let rx = covering_range(x, win_w(), p.p_w, p.s_w, p.dv_sw, p.out_w);
+        for (var oy = ry.x; oy < ry.y; oy++) {
+            for (var ox = rx.x; ox < rx.y; ox++) {
+                let o = (plane * p.out_h + oy - p.orow0) * p.out_w + ox;
+                fold(&acc, &count, o, pos, mode);
+            }
+        }
+    } else {
+        for (var i = win_h(); i > 0u; i--) {
+            let oy = covering(y, i - 1u, p.p_h, p.d_h, p.s_h, p.dv_sh, p.out_h);
+            if (oy < 0) { continue; }
+            for (var j = win_w(); j > 0u; j--) {
+                let ox = covering(x, j - 1u, p.p_w, p.d_w, p.s_w, p.dv_sw, p.out_w);
+                if (ox < 0) { continue; }
+                let o = (plane * p.out_h + u32(oy) - p.orow0) * p.out_w + u32(ox);
+                fold(&acc, &count, o, pos, mode);
             }
         }
     }
     if (mode == 2u && count > 0u) { acc = acc / f32(count); }
     return acc;
+}
+
+// Folds pooled element `o` into the gather's accumulator (see `gather`).
+fn fold(acc: ptr<function, f32>, count: ptr<function, u32>, o: u32, pos: u32, mode: u32) {
+    switch mode {
+        case 0u: { if (idx[o] == pos) { *acc = pooled[o]; } }
+        case 1u: { if (idx[o] == pos) { *acc += pooled[o]; } }
+        case 2u: { *acc += pooled[o]; *count += 1u; }
+        default: { *acc += pooled[o] / divisor(window_of(o)); }
+    }
 }
 
 fn gather_main(i: u32, mode: u32) {
