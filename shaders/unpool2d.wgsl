@@ -124,27 +124,6 @@ fn max_backward_planes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     scatter_plane(flat_id(wid, nwg, lid), true);
 }
 
-// Indices from this library's pooling whose windows tile the unpooled plane exactly (stride =
-// kernel, no padding or dilation, no rows or columns left over): each pooled element writes its
-// whole window — its value at its index, 0 elsewhere — so every output is written once and no
-// zeroing pass is needed. Serves max_unpool2d and max_pool2d_backward alike.
-@compute @workgroup_size(64)
-fn scatter_tiles(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let o = flat_id(wid, nwg, lid);
-    if (o >= p.total) { return; }
-    let win = window_of(o);
-    let v = pooled[o];
-    let t = idx[o];
-    let base = win.plane * p.in_h * p.in_w;
-    for (var ky = 0u; ky < win_h(); ky++) {
-        for (var kx = 0u; kx < win_w(); kx++) {
-            let pos = (u32(win.y0) + ky) * p.in_w + u32(win.x0) + kx;
-            out[base + pos] = select(0.0, v, t == pos);
-        }
-    }
-}
-
 // Indices from this library's pooling with non-overlapping windows: every pooled element owns
 // a distinct output position (its index lies in its own window), so a one-to-one scatter is
 // race-free, and it serves both max_unpool2d and max_pool2d_backward (a sum of one term).

@@ -71,7 +71,6 @@ pub(crate) enum Kernel {
     UnpoolScatterPlanes,
     BackwardScatterPlanes,
     ScatterOwned,
-    ScatterTiles,
     AvgUnpool,
     AvgPoolBackward,
 }
@@ -103,7 +102,6 @@ impl Kernel {
             BackwardScatterPlanes => (Shader::Unpool2d, "max_backward_planes", &[R(1), R(2), W(3)]),
             // The average gathers share `gather` with the max ones, so they bind (and ignore) indices.
             ScatterOwned => (Shader::Unpool2d, "scatter_owned", &[R(1), R(2), W(3)]),
-            ScatterTiles => (Shader::Unpool2d, "scatter_tiles", &[R(1), R(2), W(3)]),
             AvgUnpool => (Shader::Unpool2d, "avg_unpool", &[R(1), R(2), W(3)]),
             AvgPoolBackward => (Shader::Unpool2d, "avg_pool_backward", &[R(1), R(2), W(3)]),
         }

@@ -412,19 +412,6 @@ impl Gpu {
             .filter(|g| g.output == [ph, pw] && g.n * g.c == n * c);
         if let Some(g) = origin {
             let buffers = vec![vals.buffer(), idx.buffer(), out.buffer()];
-            let tiles = g.input == size
-                && g.padding == [0, 0]
-                && (0..2).all(|a| {
-                    g.stride[a] == g.kernel[a]
-                        && (g.dilation[a] == 1 || g.kernel[a] == 1)
-                        && g.output[a] * g.kernel[a] == g.input[a]
-                });
-            if tiles {
-                // The windows tile the plane: each writes its whole window, no zeroing pass.
-                let params = PoolParams::new(&g, vals.len());
-                let pass = pool_pass(Kernel::ScatterTiles, params, buffers, vals.len());
-                return self.launch(op, &[], &[pass]);
-            }
             let disjoint = (0..2).all(|a| g.stride[a] > (g.kernel[a] - 1) * g.dilation[a]);
             if disjoint && g.input[0] * g.input[1] <= plane_len {
                 // Non-overlapping windows: each pooled element owns its position.
