@@ -798,3 +798,40 @@ fn folded_dispatch_of_every_pooling_kernel() {
         );
     }
 }
+
+#[test]
+fn unpooling_through_windows_that_tile_the_plane() {
+    // Stride = kernel and sizes divisible by it (W7's case), across planes and axes.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(31);
+    for (xs, k) in [
+        ([2, 3, 6, 8], [2, 2]),
+        ([1, 2, 9, 6], [3, 3]),
+        ([1, 1, 4, 9], [2, 3]),
+        ([1, 2, 5, 4], [1, 2]),
+    ] {
+        let x = rng.int_tensor(xs, 4);
+        let p = Pool2d::new(k);
+        let size = [xs[2], xs[3]];
+        let (v, i) = cpu::max_pool2d(&x, &p).unwrap();
+        let (gv, gi) = gpu.max_pool2d(&gpu.upload(&x).unwrap(), &p).unwrap();
+        let what = format!("{xs:?} {k:?}");
+        assert_exact(
+            &format!("max_unpool2d {what}"),
+            &gpu.max_unpool2d(&gv, &gi, size)
+                .unwrap()
+                .download()
+                .unwrap(),
+            &cpu::max_unpool2d(&v, &i, size).unwrap(),
+        );
+        let grad = rng.tensor(v.shape().to_vec());
+        assert_exact(
+            &format!("max_pool2d_backward {what}"),
+            &gpu.max_pool2d_backward(&gpu.upload(&grad).unwrap(), &gi, size)
+                .unwrap()
+                .download()
+                .unwrap(),
+            &cpu::max_pool2d_backward(&grad, &i, size).unwrap(),
+        );
+    }
+}
