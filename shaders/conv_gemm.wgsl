@@ -12,13 +12,12 @@ var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: 4 consecutive n p
 @compute @workgroup_size(64)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let tile = flat_group(wid, nwg);
-    let nt = tile % p.n_tiles;
-    let mt = (tile / p.n_tiles) % p.m_tiles;
-    let bg = tile / (p.n_tiles * p.m_tiles);
-    if (bg >= p.batch * p.groups) { return; }
-    let b = bg / p.groups;
-    let g = bg % p.groups;
+    let tile = tile_of(wid, nwg);
+    if (tile.x >= p.batch) { return; }
+    let b = tile.x;
+    let g = tile.y;
+    let mt = tile.z;
+    let nt = tile.w;
     let m0 = mt * TM;
     let n0 = nt * TN;
     let tx = lid % 8u; // computes columns n0 + 4tx ..

@@ -70,3 +70,11 @@ fn load_x(x_base: u32, t: vec4<i32>, o: vec2<i32>, ok: bool) -> f32 {
     let i = x_base + u32(t.x) + u32(iy) * p.in_w + u32(ix);
     return select(0.0, x[select(0u, i, inside)], inside);
 }
+
+// The output tile of workgroup `wid`: (batch, group, m tile, n tile). The batch is `p.batch`
+// or more for a workgroup past the last tile (a folded grid rounds up).
+fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec4<u32> {
+    let tile = flat_group(wid, nwg);
+    let bg = tile / (p.n_tiles * p.m_tiles);
+    return vec4<u32>(bg / p.groups, bg % p.groups, (tile / p.n_tiles) % p.m_tiles, tile % p.n_tiles);
+}

@@ -8,13 +8,12 @@
 @compute @workgroup_size(8)
 fn gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(subgroup_invocation_id) lane: u32) {
-    let tile = flat_group(wid, nwg);
-    let nt = tile % p.n_tiles;
-    let mt = (tile / p.n_tiles) % p.m_tiles;
-    let bg = tile / (p.n_tiles * p.m_tiles);
-    if (bg >= p.batch * p.groups) { return; }
-    let b = bg / p.groups;
-    let g = bg % p.groups;
+    let tile = tile_of(wid, nwg);
+    if (tile.x >= p.batch) { return; }
+    let b = tile.x;
+    let g = tile.y;
+    let mt = tile.z;
+    let nt = tile.w;
     let m0 = mt * 8u;
     let n0 = nt * 32u + 4u * lane;
     let o0 = column_origin(n0);
