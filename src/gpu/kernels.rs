@@ -107,6 +107,23 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel loops over a pooling window (`win_h()`/`win_w()` in the shaders), so a
+    /// pipeline with the window size compiled in pays (see [`PipelineCache::get`]).
+    pub(crate) fn walks_windows(self) -> bool {
+        use Kernel::*;
+        matches!(
+            self,
+            MaxPool
+                | AvgPool
+                | StochasticPool
+                | StochasticExpectation
+                | MaxUnpoolGather
+                | MaxPoolBackwardGather
+                | AvgUnpool
+                | AvgPoolBackward
+        )
+    }
+
     /// The storage bindings, in the order the launcher passes buffers.
     pub(crate) fn bindings(self) -> &'static [Binding] {
         self.spec().2
@@ -148,8 +165,8 @@ type PipelineKey = (Kernel, [u32; 2]);
 pub(crate) const MAX_COMPILED_WINDOW: usize = 8;
 
 impl PipelineCache {
-    /// The pipeline of `kernel`; with a nonzero `window` (pooling kernels only, each side at
-    /// most [`MAX_COMPILED_WINDOW`]) one with the window size fixed through the shaders'
+    /// The pipeline of `kernel`; with a nonzero `window` (kernels that
+    /// [walk windows](Kernel::walks_windows) only, each side at most [`MAX_COMPILED_WINDOW`]) one with the window size fixed through the shaders'
     /// `WIN_H`/`WIN_W` override constants, so their tap loops unroll (on lavapipe, W8's
     /// avg_pool2d: 108 → 64 ms). At most 64 such variants per kernel.
     pub(crate) fn get(

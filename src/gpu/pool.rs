@@ -104,18 +104,11 @@ fn pool_pass<'a>(
         magics: divisors.map(|d| magic(d as usize)),
         ..params
     };
-    let windowed = !matches!(
-        kernel,
-        Kernel::CheckIndices
-            | Kernel::ScatterOwned
-            | Kernel::UnpoolScatterPlanes
-            | Kernel::BackwardScatterPlanes
-    );
     let small = [p.k_h, p.k_w]
         .iter()
         .all(|&k| (1..=MAX_COMPILED_WINDOW as u32).contains(&k));
     Pass {
-        window: if windowed && small {
+        window: if kernel.walks_windows() && small {
             [p.k_h, p.k_w]
         } else {
             [0, 0]
