@@ -14,12 +14,7 @@ fn data(shape: [usize; 4]) -> Tensor {
 
 fn pad(p: usize) -> Conv2d {
     Conv2d {
-        padding: Padding::Explicit {
-            top: p,
-            bottom: p,
-            left: p,
-            right: p,
-        },
+        padding: Padding::uniform(p),
         ..Default::default()
     }
 }

@@ -66,12 +66,7 @@ struct Workload {
 
 fn workloads() -> Vec<Workload> {
     let same = |p| Conv2d {
-        padding: Padding::Explicit {
-            top: p,
-            bottom: p,
-            left: p,
-            right: p,
-        },
+        padding: Padding::uniform(p),
         ..Default::default()
     };
     vec![

@@ -5,6 +5,13 @@ mod common;
 use common::{assert_close, assert_exact, random_case, random_transpose_case, sweep, Rng};
 use convpool::{cpu, fast, Conv2d, ConvTranspose2d, Padding, Pool2d};
 
+fn pad(p: usize) -> Conv2d {
+    Conv2d {
+        padding: Padding::uniform(p),
+        ..Default::default()
+    }
+}
+
 #[test]
 fn fast_conv2d_matches_the_reference() {
     let mut rng = Rng::new(1);
@@ -31,6 +38,21 @@ fn fast_conv2d_matches_the_reference() {
                 padding: Padding::Full,
             },
             false,
+        ),
+        // Bands of output rows (about 256 columns each, the last one shorter), one task each.
+        ([1, 3, 30, 29], [5, 3, 3, 3], pad(1), true),
+        ([2, 4, 20, 20], [6, 4, 1, 1], Conv2d::default(), true), // 1×1 read directly, banded
+        ([1, 300, 12, 10], [1, 300, 3, 3], pad(1), true),        // a long reduction: narrower bands
+        // One image, one band: lowered whole, the product split over chunks of output channels.
+        ([1, 8, 6, 6], [70, 8, 3, 3], pad(1), true),
+        (
+            [1, 8, 6, 7],
+            [70, 4, 3, 2],
+            Conv2d {
+                groups: 2,
+                ..pad(1)
+            },
+            true,
         ),
     ]);
     for (i, (xs, ws, spec, with_bias)) in cases.into_iter().enumerate() {
@@ -68,6 +90,22 @@ fn fast_conv_transpose2d_matches_the_reference() {
         },
         true,
     ));
+    // Chunks of output channels per task: several per image, one per (image, group), and one
+    // channel at a time where a channel's taps fill the block.
+    let s2 = ConvTranspose2d {
+        stride: [2, 2],
+        ..Default::default()
+    };
+    cases.extend([
+        ([1, 6, 5, 5], [6, 10, 3, 3], s2, true),
+        (
+            [2, 6, 5, 4],
+            [6, 5, 2, 3],
+            ConvTranspose2d { groups: 2, ..s2 },
+            true,
+        ),
+        ([1, 2, 100, 100], [2, 4, 5, 5], s2, false),
+    ]);
     for (i, (xs, ws, spec, with_bias)) in cases.into_iter().enumerate() {
         let (x, w) = (rng.tensor(xs), rng.tensor(ws));
         let b = with_bias.then(|| rng.tensor([ws[1] * spec.groups]));

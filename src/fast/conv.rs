@@ -1,61 +1,106 @@
-//! Fast conv2d (im2col + GEMM) and conv_transpose2d (GEMM + col2im).
+//! Fast conv2d (im2col + GEMM) and conv_transpose2d (GEMM + col2im), split into tasks that
+//! each run one single-threaded GEMM on a block that stays in cache.
+
+use std::cell::RefCell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::sgemm;
+use super::{sgemm, Dst};
 use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
-/// Row `(ic, ky, kx)` of the im2col matrix of one input group `x` `[cig, H, W]`: the input value
-/// each output pixel sees through that tap (0 in the padding).
-fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+/// Output columns (pixels) per conv2d task: a band of whole output rows.
+const BAND_COLUMNS: usize = 256;
+/// Floats a task's im2col block (or col2im block) may hold, unless one output row (one output
+/// channel) alone needs more: 1 MiB, the size of one core's L2 cache on the benchmark machine.
+const BLOCK_FLOATS: usize = 1 << 18;
+/// Fewer tasks than this leave cores idle: the work is then split over output channels too.
+const MIN_TASKS: usize = 4;
+
+thread_local! {
+    /// Each worker's im2col / col2im block, reused across tasks and calls.
+    static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's block, at least `len` floats long (contents unspecified).
+fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    BLOCK.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < len {
+            b.resize(len, 0.0);
+        }
+        f(&mut b[..len])
+    })
+}
+
+/// Row `(ic, ky, kx)` of the im2col matrix of one input group `x` `[cig, H, W]`, for the output
+/// rows `oys`: the input value each output pixel sees through that tap (0 in the padding).
+fn im2col_row(g: &ConvGeometry, x: &[f32], row: usize, oys: Range<usize>, out: &mut [f32]) {
     let [h, w] = g.input;
-    let [oh, ow] = g.output;
+    let ow = g.output[1];
     let [kh, kw] = g.kernel;
-    col.par_chunks_mut(oh * ow)
-        .enumerate()
-        .for_each(|(row, out)| {
-            let (ic, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
-            let plane = &x[ic * h * w..][..h * w];
-            for oy in 0..oh {
-                let iy =
-                    (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_before[0] as isize;
-                let dst = &mut out[oy * ow..][..ow];
-                if iy < 0 || iy as usize >= h {
-                    dst.fill(0.0);
-                    continue;
-                }
-                let src = &plane[iy as usize * w..][..w];
-                // The output columns whose tap lands inside the row, ox*s + off in [0, w), are
-                // a range [lo, hi): zero the rest, copy the range without per-element checks.
-                let s = g.stride[1];
-                let off = (kx * g.dilation[1]) as isize - g.pad_before[1] as isize;
-                let lo = (off.min(0).unsigned_abs()).div_ceil(s).min(ow);
-                let hi = (w as isize - off)
-                    .max(0)
-                    .unsigned_abs()
-                    .div_ceil(s)
-                    .clamp(lo, ow);
-                dst[..lo].fill(0.0);
-                dst[hi..].fill(0.0);
-                let first = (lo * s) as isize + off; // in [0, w) when lo < hi
-                if s == 1 && lo < hi {
-                    dst[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
-                } else {
-                    for (j, d) in dst[lo..hi].iter_mut().enumerate() {
-                        *d = src[(first + (j * s) as isize) as usize];
-                    }
-                }
-            }
-        });
+    let (ic, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
+    let plane = &x[ic * h * w..][..h * w];
+    // The output columns whose tap lands inside the row, ox*s + off in [0, w), are a range
+    // [lo, hi): zero the rest, copy the range without per-element checks.
+    let s = g.stride[1];
+    let off = (kx * g.dilation[1]) as isize - g.pad_before[1] as isize;
+    let lo = (off.min(0).unsigned_abs()).div_ceil(s).min(ow);
+    let hi = (w as isize - off)
+        .max(0)
+        .unsigned_abs()
+        .div_ceil(s)
+        .clamp(lo, ow);
+    let first = (lo * s) as isize + off; // in [0, w) when lo < hi
+    for (oy, dst) in oys.zip(out.chunks_mut(ow)) {
+        let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_before[0] as isize;
+        if iy < 0 || iy as usize >= h {
+            dst.fill(0.0);
+            continue;
+        }
+        let src = &plane[iy as usize * w..][..w];
+        dst[..lo].fill(0.0);
+        dst[hi..].fill(0.0);
+        if s == 1 && lo < hi {
+            dst[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
+        } else if lo < hi {
+            let src = src[first as usize..].iter().step_by(s);
+            dst[lo..hi].iter_mut().zip(src).for_each(|(d, v)| *d = *v);
+        }
+    }
+}
+
+/// Adds `bias[c]` to row `c` (the first `cols` columns) of `dst`, for `rows` rows.
+///
+/// # Safety
+/// No other thread may touch those elements during the call.
+unsafe fn add_bias(dst: Dst, bias: &[f32], cols: usize) {
+    for (r, &v) in bias.iter().enumerate() {
+        // SAFETY: exclusive by the caller's promise; `row` checks the bounds.
+        unsafe { dst.row(r, cols) }.iter_mut().for_each(|o| *o += v);
+    }
+}
+
+/// Task sizes for `units` independent products of `m` rows: rows per chunk, so that there are
+/// at least [`MIN_TASKS`] tasks where `m` allows, and at most `limit` rows.
+fn row_chunk(m: usize, units: usize, limit: usize) -> usize {
+    let per_unit = MIN_TASKS.div_ceil(units.max(1));
+    m.div_ceil(per_unit).min(limit).max(1)
 }
 
 /// PyTorch's `conv2d` on all CPU cores; same contract as [`crate::cpu::conv2d`].
+///
+/// Tasks are bands of output rows of one (image, group): each writes its band's im2col block
+/// (about [`BAND_COLUMNS`] columns) and multiplies the group's weights by it. Where that makes
+/// fewer than [`MIN_TASKS`] tasks, each (image, group) is lowered whole and its product split
+/// over chunks of output channels instead.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> Result<Tensor> {
     let g = spec.geometry(x.shape(), w.shape(), bias.map(Tensor::shape))?;
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let (k, n) = (cig * g.kernel[0] * g.kernel[1], g.output[0] * g.output[1]);
+    let [oh, ow] = g.output;
     let in_plane = g.input[0] * g.input[1];
     let mut out = Tensor::zeros(g.output_shape())?;
     if out.is_empty() {
@@ -64,34 +109,81 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
     // A 1×1 convolution with stride 1 and no padding reads its input as the GEMM operand.
     let direct =
         g.kernel == [1, 1] && g.stride == [1, 1] && g.pad_before == [0, 0] && g.output == g.input;
-    let mut col = if direct { Vec::new() } else { vec![0.0; k * n] };
-    for b in 0..g.n {
-        for grp in 0..g.groups {
-            let xg = &x.data()[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
-            let rhs = if direct {
-                xg
+    let dst = Dst::new(out.data_mut(), n);
+    let units = g.n * g.groups;
+    let input = |u: usize| {
+        let (b, grp) = (u / g.groups, u % g.groups);
+        &x.data()[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane]
+    };
+    let weights = |u: usize| &w.data()[(u % g.groups) * cog * k..][..cog * k];
+    let biases = |u: usize, c0: usize, rows: usize| {
+        bias.map(|b| &b.data()[(u % g.groups) * cog + c0..][..rows])
+    };
+    // Output row of channel c0 of unit u: units are consecutive blocks of `cog` rows.
+    let first_row = |u: usize, c0: usize| u * cog + c0;
+
+    let band_rows = BAND_COLUMNS
+        .min(BLOCK_FLOATS / k.max(1))
+        .div_ceil(ow)
+        .clamp(1, oh);
+    let bands = oh.div_ceil(band_rows);
+    if units * bands >= MIN_TASKS || cog == 1 {
+        (0..units * bands).into_par_iter().for_each(|t| {
+            let (u, band) = (t / bands, t % bands);
+            let oys = band * band_rows..((band + 1) * band_rows).min(oh);
+            let cols = oys.len() * ow;
+            let d = dst.at(first_row(u, 0), oys.start * ow);
+            let xg = input(u);
+            // SAFETY (both GEMMs and the bias): task t alone writes rows [u·cog, (u+1)·cog),
+            // columns `oys` of the output.
+            if direct {
+                let rhs = &xg[oys.start * ow..];
+                unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), rhs, (n, 1)) };
             } else {
-                im2col(&g, xg, &mut col);
-                &col
-            };
-            let dst = &mut out.data_mut()[(b * g.c_out + grp * cog) * n..][..cog * n];
-            let lhs = &w.data()[grp * cog * k..][..cog * k];
-            sgemm(cog, n, k, dst, false, lhs, (k, 1), rhs, (n, 1));
-            if let Some(bias) = bias {
-                for (c, plane) in dst.chunks_mut(n.max(1)).enumerate() {
-                    let v = bias.data()[grp * cog + c];
-                    plane.iter_mut().for_each(|o| *o += v);
-                }
+                with_block(k * cols, |col| {
+                    for (row, out) in col.chunks_mut(cols).enumerate() {
+                        im2col_row(&g, xg, row, oys.clone(), out);
+                    }
+                    unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), col, (cols, 1)) };
+                });
             }
-        }
+            if let Some(b) = biases(u, 0, cog) {
+                unsafe { add_bias(d, b, cols) };
+            }
+        });
+        return Ok(out);
+    }
+    let chunk = row_chunk(cog, units, cog);
+    let chunks = cog.div_ceil(chunk);
+    let mut col = if direct { Vec::new() } else { vec![0.0; k * n] };
+    for u in 0..units {
+        let rhs = if direct {
+            input(u)
+        } else {
+            col.par_chunks_mut(n)
+                .enumerate()
+                .for_each(|(row, out)| im2col_row(&g, input(u), row, 0..oh, out));
+            &col
+        };
+        (0..chunks).into_par_iter().for_each(|c| {
+            let rows = c * chunk..((c + 1) * chunk).min(cog);
+            let d = dst.at(first_row(u, rows.start), 0);
+            let lhs = &weights(u)[rows.start * k..];
+            // SAFETY: chunk c alone writes output rows `rows` of unit u.
+            unsafe { sgemm(rows.len(), n, k, d, lhs, (k, 1), rhs, (n, 1)) };
+            if let Some(b) = biases(u, rows.start, rows.len()) {
+                unsafe { add_bias(d, b, n) };
+            }
+        });
     }
     Ok(out)
 }
 
 /// PyTorch's `conv_transpose2d` on all CPU cores; same contract as
-/// [`crate::cpu::conv_transpose2d`]. One GEMM per (image, group) gives every input pixel's
-/// contribution through every tap; col2im then adds them into the output, in parallel over
-/// output channels (disjoint planes, so the sums keep a fixed order).
+/// [`crate::cpu::conv_transpose2d`]. Tasks are chunks of output channels of one (image, group):
+/// a GEMM gives every input pixel's contribution through every tap of those channels, and
+/// col2im adds them into the channels' planes while they are in cache (each plane written by
+/// one task, its sums in a fixed order).
 pub fn conv_transpose2d(
     x: &Tensor,
     w: &Tensor,
@@ -100,7 +192,7 @@ pub fn conv_transpose2d(
 ) -> Result<Tensor> {
     // `g` is the forward convolution: its input is our output, its output our input.
     let g = spec.geometry(x.shape(), w.shape(), bias.map(Tensor::shape))?;
-    let (cin, cout) = (g.c_out, g.c_in);
+    let cin = g.c_out;
     let (kin, kout) = (g.c_out_per_group(), g.c_in_per_group()); // ours, per group
     let [kh, kw] = g.kernel;
     let [ih, iw] = g.output;
@@ -111,43 +203,84 @@ pub fn conv_transpose2d(
     if out.is_empty() || x.is_empty() {
         return Ok(out);
     }
-    let mut col = vec![0.0f32; rows * n];
-    for b in 0..g.n {
-        for grp in 0..g.groups {
-            let xg = &x.data()[(b * cin + grp * kin) * n..][..kin * n];
-            let wg = &w.data()[grp * kin * rows..][..kin * rows];
-            // col[r, j] = Σ_ic w[ic, r] · x[ic, j]: lhs = wgᵀ.
-            sgemm(rows, n, kin, &mut col, false, wg, (1, rows), xg, (n, 1));
-            let planes = &mut out.data_mut()[(b * cout + grp * kout) * oh * ow..][..kout * oh * ow];
-            planes
-                .par_chunks_mut((oh * ow).max(1))
-                .enumerate()
-                .for_each(|(oc, plane)| {
-                    if let Some(bias) = bias {
-                        plane.fill(bias.data()[grp * kout + oc]);
-                    }
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let src = &col[((oc * kh + ky) * kw + kx) * n..][..n];
-                            for iy in 0..ih {
-                                let oy = (iy * g.stride[0] + ky * g.dilation[0]) as isize
-                                    - g.pad_before[0] as isize;
-                                if oy < 0 || oy as usize >= oh {
-                                    continue;
-                                }
-                                let dst = &mut plane[oy as usize * ow..][..ow];
-                                for ix in 0..iw {
-                                    let ox = (ix * g.stride[1] + kx * g.dilation[1]) as isize
-                                        - g.pad_before[1] as isize;
-                                    if ox >= 0 && (ox as usize) < ow {
-                                        dst[ox as usize] += src[iy * iw + ix];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                });
+    let units = g.n * g.groups;
+    let chunk = row_chunk(kout, units, BLOCK_FLOATS / (taps * n).max(1));
+    let chunks = kout.div_ceil(chunk);
+    let planes = Dst::new(out.data_mut(), oh * ow);
+    (0..units * chunks).into_par_iter().for_each(|t| {
+        let (u, c) = (t / chunks, t % chunks);
+        let (b, grp) = (u / g.groups, u % g.groups);
+        let ocs = c * chunk..((c + 1) * chunk).min(kout);
+        let xg = &x.data()[(b * cin + grp * kin) * n..][..kin * n];
+        let wg = &w.data()[grp * kin * rows..][..kin * rows];
+        with_block(ocs.len() * taps * n, |col| {
+            // col[r, j] = Σ_ic w[ic, r] · x[ic, j] for the rows r of channels `ocs`: lhs = wgᵀ.
+            let d = Dst::new(col, n);
+            // SAFETY: `col` is this thread's own block.
+            unsafe {
+                sgemm(
+                    ocs.len() * taps,
+                    n,
+                    kin,
+                    d,
+                    &wg[ocs.start * taps..],
+                    (1, rows),
+                    xg,
+                    (n, 1),
+                )
+            };
+            for (i, oc) in ocs.clone().enumerate() {
+                // SAFETY: task t alone writes the planes of channels `ocs` of unit u.
+                let plane = unsafe { planes.row(u * kout + oc, oh * ow) };
+                match bias {
+                    Some(bias) => plane.fill(bias.data()[grp * kout + oc]),
+                    None => plane.fill(0.0),
+                }
+                col2im(&g, &col[i * taps * n..][..taps * n], plane);
+            }
+        });
+    });
+    Ok(out)
+}
+
+/// Adds one output channel's taps `col` `[kH·kW, H_in·W_in]` into its plane.
+fn col2im(g: &ConvGeometry, col: &[f32], plane: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    let [ih, iw] = g.output;
+    let [oh, ow] = g.input;
+    let s = g.stride[1];
+    for kx in 0..kw {
+        // Input columns ix whose output column ix*s + off lies in [0, ow): a range [lo, hi).
+        let off = (kx * g.dilation[1]) as isize - g.pad_before[1] as isize;
+        let lo = off.min(0).unsigned_abs().div_ceil(s).min(iw);
+        let hi = (ow as isize - off)
+            .max(0)
+            .unsigned_abs()
+            .div_ceil(s)
+            .clamp(lo, iw);
+        if lo == hi {
+            continue;
+        }
+        let first = ((lo * s) as isize + off) as usize; // in [0, ow)
+        for ky in 0..kh {
+            let src = &col[(ky * kw + kx) * ih * iw..][..ih * iw];
+            for iy in 0..ih {
+                let oy =
+                    (iy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_before[0] as isize;
+                if oy < 0 || oy as usize >= oh {
+                    continue;
+                }
+                let dst = &mut plane[oy as usize * ow + first..][..(hi - lo - 1) * s + 1];
+                let src = &src[iy * iw + lo..][..hi - lo];
+                if s == 1 {
+                    dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                } else {
+                    dst.iter_mut()
+                        .step_by(s)
+                        .zip(src)
+                        .for_each(|(d, v)| *d += v);
+                }
+            }
         }
     }
-    Ok(out)
 }

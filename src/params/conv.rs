@@ -28,6 +28,18 @@ pub enum Padding {
     },
 }
 
+impl Padding {
+    /// `p` rows/columns of zeros on every side: PyTorch's `padding=p`.
+    pub const fn uniform(p: usize) -> Self {
+        Padding::Explicit {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        }
+    }
+}
+
 /// A 2-D convolution (cross-correlation, as PyTorch's `conv2d`).
 /// Input `[N, C_in, H, W]`, weight `[C_out, C_in/groups, kH, kW]`, bias `[C_out]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
