@@ -96,6 +96,9 @@ struct GemmParams {
     /// Mode 1: the output's height and width (out_h × out_w is the phase's grid).
     y_h: u32,
     y_w: u32,
+    /// gemm_sg_rows: output rows padded to this many columns (a multiple of 4).
+    row_w: u32,
+    _pad: [u32; 3],
 }
 
 /// Output tile of the workgroup-memory GEMM kernel: 32 channels × 32 pixels per workgroup.
@@ -103,6 +106,9 @@ const GEMM_TILE: usize = 32;
 
 /// Output tile of the subgroup GEMM kernel: 8 channels × 32 pixels per workgroup.
 const SUBGROUP_TILE: [u32; 2] = [8, 32];
+/// The row-segment GEMM takes at most this many taps per kernel row, and a smaller column step
+/// (its segment, `3·step + taps` values, stays in registers).
+const MAX_ROW_TAPS: usize = 8;
 
 impl GemmParams {
     /// Geometry fields shared by both modes; `g` is the forward convolution.
@@ -157,7 +163,15 @@ fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
 /// column offset, weight offset]`, where output `(py + s·j, px + s·i)` reads x at
 /// `(j + row offset, i + column offset)` since `iy·s − p + ky·d = oy`. One unused row at the
 /// end keeps the buffer non-empty when no tap reaches the phase.
-fn phase_table(g: &ConvGeometry, phase: [usize; 2], pad: [i64; 2]) -> Result<Tensor<u32>> {
+///
+/// Also the row taps for the row-segment GEMM: a tap row's column taps are listed by
+/// ascending column offset, and where those offsets are consecutive the kernel reads them from
+/// one row segment (`Some(taps per row)`).
+fn phase_table(
+    g: &ConvGeometry,
+    phase: [usize; 2],
+    pad: [i64; 2],
+) -> Result<(Tensor<u32>, Option<usize>)> {
     let offsets = |a: usize| -> Vec<(usize, i64)> {
         let (s, d) = (g.stride[a] as i64, g.dilation[a] as i64);
         (0..g.kernel[a])
@@ -167,7 +181,10 @@ fn phase_table(g: &ConvGeometry, phase: [usize; 2], pad: [i64; 2]) -> Result<Ten
             })
             .collect()
     };
-    let (rows, cols) = (offsets(0), offsets(1));
+    let (rows, mut cols) = (offsets(0), offsets(1));
+    cols.reverse(); // ascending column offset
+    let consecutive = cols.windows(2).all(|c| c[1].1 == c[0].1 + 1);
+    let row_taps = (consecutive && !cols.is_empty()).then_some(cols.len());
     let plane = g.output[0] * g.output[1]; // our input's plane
     let taps = g.kernel[0] * g.kernel[1];
     let cog = g.c_in_per_group();
@@ -182,7 +199,7 @@ fn phase_table(g: &ConvGeometry, phase: [usize; 2], pad: [i64; 2]) -> Result<Ten
         }
     }
     t.extend([0; 4]);
-    Tensor::new([t.len() / 4, 4], t)
+    Ok((Tensor::new([t.len() / 4, 4], t)?, row_taps))
 }
 
 /// A signed row offset as the shaders read it (`i32(u32)` reinterprets the bits).
@@ -208,7 +225,11 @@ pub enum ConvAlgo {
     /// (`s_h·s_w` passes), each a dense stride-1 correlation writing its outputs once. Where
     /// the device has subgroups of at least 8 lanes, the kernel shares operands by subgroup
     /// shuffles (8×32 outputs per 8-lane workgroup, no workgroup memory, no barriers: about 2×
-    /// the `GemmTiled` kernel on lavapipe); elsewhere it is `GemmTiled`.
+    /// the `GemmTiled` kernel on lavapipe); elsewhere it is `GemmTiled`. Where a kernel row's
+    /// taps read consecutive input columns (conv2d with column dilation 1 and a kernel 2 to 8
+    /// wide, wider than its column stride; conv_transpose2d phases with 2 to 8 column taps one
+    /// input column apart), a variant of the subgroup kernel takes all of a row's taps from one input
+    /// row segment per lane.
     Gemm,
     /// The implicit GEMM through workgroup memory: 32×32 outputs per 64-lane workgroup, 4×4 per
     /// invocation, operands staged 32 deep with vec4 loads. Runs on every device.
@@ -239,25 +260,45 @@ impl ConvAlgo {
 
 impl Gpu {
     /// A pass of the GEMM kernel for `params`: the subgroup one for `ConvAlgo::Gemm` where the
-    /// device has subgroups of at least 8 lanes, else the workgroup-memory one.
+    /// device has subgroups of at least 8 lanes, else the workgroup-memory one. `row_taps`:
+    /// the reduction's kernel rows are that many consecutive k reading consecutive input
+    /// columns, so the subgroup kernel's row-segment variant runs (its column step is the
+    /// stride for conv2d, 1 for a conv_transpose2d phase).
     fn gemm_pass<'a>(
         &self,
         algo: ConvAlgo,
         params: GemmParams,
         buffers: Vec<&'a wgpu::Buffer>,
+        row_taps: Option<usize>,
     ) -> Pass<'a> {
-        let (m, n) = (params.m, params.n);
+        let mut params = params;
+        let mut n = params.n;
+        let mut window = [0, 0];
         let (kernel, tile) = if algo == ConvAlgo::Gemm && self.inner.subgroup_gemm {
-            (Kernel::ConvGemmSg, SUBGROUP_TILE)
+            let step = if params.mode == 0 { params.s_w } else { 1 };
+            match row_taps {
+                // A segment of 3·step + taps loads beats 4·taps loads when step < taps.
+                Some(taps @ 1..=MAX_ROW_TAPS) if (step as usize) < taps => {
+                    // Output rows padded to a multiple of 4 columns.
+                    params.row_w = params.out_w.next_multiple_of(4);
+                    n = params.out_h * params.row_w;
+                    window = [taps as u32, step];
+                    (Kernel::ConvGemmSgRows, SUBGROUP_TILE)
+                }
+                _ => (Kernel::ConvGemmSg, SUBGROUP_TILE),
+            }
         } else {
             (Kernel::ConvGemm, [GEMM_TILE as u32; 2])
         };
         let params = GemmParams {
-            m_tiles: m.div_ceil(tile[0]),
+            m_tiles: params.m.div_ceil(tile[0]),
             n_tiles: n.div_ceil(tile[1]),
             ..params
         };
-        Pass::tiled(kernel, &params, buffers, params.workgroups())
+        Pass {
+            window,
+            ..Pass::tiled(kernel, &params, buffers, params.workgroups())
+        }
     }
 
     /// `Err` unless the input, weight and bias all live on this `Gpu`.
@@ -429,7 +470,8 @@ impl Gpu {
                     c_grp: g.c_in_per_group() as u32,
                     ..GemmParams::new(g, 0, m, n, k, bias.is_some())
                 };
-                self.gemm_pass(algo, params, buffers)
+                let row_taps = (g.dilation[1] == 1).then_some(g.kernel[1]);
+                self.gemm_pass(algo, params, buffers, row_taps)
             }
             _ => {
                 let params = ConvParams {
@@ -560,13 +602,15 @@ impl Gpu {
         let m = g.c_in_per_group(); // our output channels per group
         let mut tables = Vec::new();
         let mut params = Vec::new();
+        let mut row_taps = Vec::new();
         for py in 0..s_h.min(g.input[0]) {
             for px in 0..s_w.min(g.input[1]) {
                 let grid = [
                     (g.input[0] - py).div_ceil(s_h),
                     (g.input[1] - px).div_ceil(s_w),
                 ];
-                let table = phase_table(g, [py, px], [pad_h, g.pad_before[1] as i64])?;
+                let (table, taps) = phase_table(g, [py, px], [pad_h, g.pad_before[1] as i64])?;
+                row_taps.push(taps);
                 let (n, k) = (grid[0] * grid[1], table.shape()[0] - 1);
                 params.push(GemmParams {
                     c_x: g.c_out as u32,
@@ -588,9 +632,10 @@ impl Gpu {
         let passes: Vec<_> = params
             .iter()
             .zip(&tables)
-            .map(|(params, table)| {
+            .zip(row_taps)
+            .map(|((params, table), taps)| {
                 let buffers = vec![x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
-                self.gemm_pass(algo, *params, buffers)
+                self.gemm_pass(algo, *params, buffers, taps)
             })
             .collect();
         self.launch(op, &[], &passes)

@@ -59,6 +59,7 @@ pub(crate) enum Kernel {
     Conv2d,
     ConvGemm,
     ConvGemmSg,
+    ConvGemmSgRows,
     ConvTransposeInit,
     ConvTransposeTap,
     MaxPool,
@@ -87,6 +88,11 @@ impl Kernel {
             ConvGemmSg => (
                 Shader::ConvGemmSg,
                 "gemm_sg",
+                &[R(1), R(2), R(3), W(4), R(5)],
+            ),
+            ConvGemmSgRows => (
+                Shader::ConvGemmSg,
+                "gemm_sg_rows",
                 &[R(1), R(2), R(3), W(4), R(5)],
             ),
             ConvTransposeInit => (Shader::ConvTranspose2d, "init_bias", &[R(3), W(4)]),
@@ -122,6 +128,16 @@ impl Kernel {
                 | AvgUnpool
                 | AvgPoolBackward
         )
+    }
+
+    /// The names of the two override constants a [`Pass::window`](super::Pass) sets when it
+    /// is nonzero: the window size for kernels that walk windows, the taps per kernel row and
+    /// the column step for the row-segment GEMM.
+    fn overrides(self) -> [&'static str; 2] {
+        match self {
+            Kernel::ConvGemmSgRows => ["TAPS_W", "STEP_W"],
+            _ => ["WIN_H", "WIN_W"],
+        }
     }
 
     /// The storage bindings, in the order the launcher passes buffers.
@@ -165,10 +181,12 @@ type PipelineKey = (Kernel, [u32; 2]);
 pub(crate) const MAX_COMPILED_WINDOW: usize = 8;
 
 impl PipelineCache {
-    /// The pipeline of `kernel`; with a nonzero `window` (kernels that
-    /// [walk windows](Kernel::walks_windows) only, each side at most [`MAX_COMPILED_WINDOW`]) one with the window size fixed through the shaders'
-    /// `WIN_H`/`WIN_W` override constants, so their tap loops unroll (on lavapipe, W8's
-    /// avg_pool2d: 108 → 64 ms). At most 64 such variants per kernel.
+    /// The pipeline of `kernel`; with a nonzero `window` one with two sizes fixed through the
+    /// shader's override constants ([`Kernel::overrides`]), so their loops unroll: the window
+    /// size of kernels that [walk windows](Kernel::walks_windows) (each side at most
+    /// [`MAX_COMPILED_WINDOW`]; on lavapipe, W8's avg_pool2d: 108 → 64 ms), the taps per
+    /// kernel row and column step of the row-segment GEMM (at most 8 each). At most 64 such
+    /// variants per kernel.
     pub(crate) fn get(
         &self,
         device: &wgpu::Device,
@@ -231,7 +249,8 @@ impl PipelineCache {
         let constants: Vec<(&str, f64)> = if window == [0, 0] {
             Vec::new()
         } else {
-            vec![("WIN_H", window[0] as f64), ("WIN_W", window[1] as f64)]
+            let [a, b] = kernel.overrides();
+            vec![(a, window[0] as f64), (b, window[1] as f64)]
         };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
