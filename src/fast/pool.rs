@@ -6,43 +6,53 @@ use crate::error::{Error, Result};
 use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
 use crate::tensor::Tensor;
 
-/// The in-bounds input coordinates of window `o` along axis `a`, as a range with a step.
-fn window_axis(g: &PoolGeometry, a: usize, o: usize) -> impl Iterator<Item = usize> + Clone {
+/// The in-bounds taps of every window along axis `a`: for window `o`, the first in-bounds
+/// input coordinate and how many taps (spaced by the dilation) lie inside the input.
+/// Computed once per call, so the window loops below run without bounds tests.
+fn window_axis(g: &PoolGeometry, a: usize) -> Vec<(usize, usize)> {
     let n = g.input[a] as isize;
-    g.taps(a, o)
-        .filter(move |&t| t >= 0 && t < n)
-        .map(|t| t as usize)
+    (0..g.output[a])
+        .map(|o| {
+            let mut inside = g.taps(a, o).filter(|&t| t >= 0 && t < n);
+            let first = inside.next();
+            (
+                first.unwrap_or(0) as usize,
+                first.map_or(0, |_| 1 + inside.count()),
+            )
+        })
+        .collect()
 }
 
 /// PyTorch's `max_pool2d(..., return_indices=True)` on all cores; same contract as
-/// [`crate::cpu::max_pool2d`].
+/// [`crate::cpu::max_pool2d`] (the same walk, so the same values and indices).
 pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
     let g = p.geometry("max_pool2d", x.shape())?;
     let [h, w] = g.input;
     let [oh, ow] = g.output;
+    let [dy, dx] = g.dilation;
     let mut vals = Tensor::zeros(g.output_shape())?;
     let mut idx = Tensor::<u32>::zeros(g.output_shape())?;
     if vals.is_empty() {
         return Ok((vals, idx));
     }
+    let (rows, cols) = (window_axis(&g, 0), window_axis(&g, 1));
     let per = (oh * ow).max(1);
     vals.data_mut()
         .par_chunks_mut(per)
         .zip(idx.data_mut().par_chunks_mut(per))
         .zip(x.data().par_chunks((h * w).max(1)))
         .for_each(|((v, i), xs)| {
-            for oy in 0..oh {
-                let rows = window_axis(&g, 0, oy);
-                for ox in 0..ow {
-                    let (mut best, mut arg) = (f32::NEG_INFINITY, usize::MAX);
-                    for yy in rows.clone() {
-                        for xx in window_axis(&g, 1, ox) {
-                            let t = yy * w + xx;
-                            if arg == usize::MAX {
-                                arg = t;
-                            }
-                            if xs[t] > best || xs[t].is_nan() {
-                                (best, arg) = (xs[t], t);
+            for (oy, &(y0, ny)) in rows.iter().enumerate() {
+                for (ox, &(x0, nx)) in cols.iter().enumerate() {
+                    // The first tap inside the input is the index of an all-−∞ window; NaN
+                    // wins and the last NaN is kept, as PyTorch's CPU kernel does.
+                    let (mut best, mut arg) = (f32::NEG_INFINITY, y0 * w + x0);
+                    for yy in (0..ny).map(|j| y0 + j * dy) {
+                        let row = &xs[yy * w..][..w];
+                        for xx in (0..nx).map(|j| x0 + j * dx) {
+                            let v = row[xx];
+                            if v > best || v.is_nan() {
+                                (best, arg) = (v, yy * w + xx);
                             }
                         }
                     }
@@ -54,28 +64,35 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
     Ok((vals, idx))
 }
 
-/// PyTorch's `avg_pool2d` on all cores; same contract as [`crate::cpu::avg_pool2d`].
+/// PyTorch's `avg_pool2d` on all cores; same contract as [`crate::cpu::avg_pool2d`] (the same
+/// summation order).
 pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let g = p.geometry("avg_pool2d", x.shape())?;
     let [h, w] = g.input;
     let [oh, ow] = g.output;
+    let [dy, dx] = g.dilation;
     let mut out = Tensor::zeros(g.output_shape())?;
     if out.is_empty() {
         return Ok(out);
     }
+    let (rows, cols) = (window_axis(&g, 0), window_axis(&g, 1));
+    let divisors: Vec<f32> = (0..oh * ow)
+        .map(|o| g.divisor(o / ow, o % ow) as f32)
+        .collect();
     out.data_mut()
         .par_chunks_mut((oh * ow).max(1))
         .zip(x.data().par_chunks((h * w).max(1)))
         .for_each(|(o, xs)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
+            for (oy, &(y0, ny)) in rows.iter().enumerate() {
+                for (ox, &(x0, nx)) in cols.iter().enumerate() {
                     let mut sum = 0.0f32;
-                    for yy in window_axis(&g, 0, oy) {
-                        for xx in window_axis(&g, 1, ox) {
-                            sum += xs[yy * w + xx];
+                    for yy in (0..ny).map(|j| y0 + j * dy) {
+                        let row = &xs[yy * w..][..w];
+                        for xx in (0..nx).map(|j| x0 + j * dx) {
+                            sum += row[xx];
                         }
                     }
-                    o[oy * ow + ox] = sum / g.divisor(oy, ox) as f32;
+                    o[oy * ow + ox] = sum / divisors[oy * ow + ox];
                 }
             }
         });
