@@ -73,13 +73,15 @@ fn store_row(b: u32, g: u32, m: u32, n0: u32, v: vec4<f32>) {
 override TAPS_W: u32 = 3u;
 override STEP_W: u32 = 1u;
 
-// gemm_sg with one load per input column a lane reads in a kernel row: the same tile and the
-// same K order, for reductions whose kernel rows are TAPS_W consecutive k that read
-// consecutive input columns (conv2d with unit column dilation; a conv_transpose2d phase whose
-// column taps are one column apart). Each lane loads one row segment of 3·STEP_W + TAPS_W
-// values per kernel row and takes every tap's B vector from it, instead of 4 loads per tap
-// (3×3 stride 1: 6 loads instead of 12). N is laid out with each output row padded to p.row_w
-// (a multiple of 4) columns, so a lane's 4 columns lie in one output row; padding columns are
+// gemm_sg with one load per input column a lane reads in a kernel row, and 8 columns per
+// lane: the same K order, an 8 (m) × 64 (n) tile, for reductions whose kernel rows are TAPS_W
+// consecutive k that read consecutive input columns (conv2d with unit column dilation; a
+// conv_transpose2d phase whose column taps are one column apart). Each lane loads one row
+// segment of 7·STEP_W + TAPS_W values per kernel row and takes every tap's two B vectors from
+// it, instead of 8 loads per tap (3×3 stride 1: 10 loads instead of 24), and shares each A
+// shuffle between 8 columns. Sixteen vec4 accumulators (on lavapipe the second eight cost no
+// more than the loads they save). N is laid out with each output row padded to p.row_w (a
+// multiple of 8) columns, so a lane's 8 columns lie in one output row; padding columns are
 // computed, never stored. k_table[k] of a row's first tap gives the row's plane, row offset
 // and first column offset.
 @compute @workgroup_size(8)
@@ -90,7 +92,7 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let b = tile.x;
     let g = tile.y;
     let m0 = tile.z * 8u;
-    let q = tile.w * 32u + 4u * lane; // in the padded layout
+    let q = tile.w * 64u + 8u * lane; // in the padded layout
     let oy = q / p.row_w;
     let ox = q % p.row_w;
     let row_ok = oy < p.out_h;
@@ -108,14 +110,22 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var acc5 = vec4<f32>(0.0);
     var acc6 = vec4<f32>(0.0);
     var acc7 = vec4<f32>(0.0);
-    var seg: array<f32, 40>;
+    var bcc0 = vec4<f32>(0.0);
+    var bcc1 = vec4<f32>(0.0);
+    var bcc2 = vec4<f32>(0.0);
+    var bcc3 = vec4<f32>(0.0);
+    var bcc4 = vec4<f32>(0.0);
+    var bcc5 = vec4<f32>(0.0);
+    var bcc6 = vec4<f32>(0.0);
+    var bcc7 = vec4<f32>(0.0);
+    var seg: array<f32, 64>; // 7·STEP_W + TAPS_W ≤ 57
     for (var k = 0u; k < p.k; k += TAPS_W) {
         let t = k_table[k];
         let iy = o.x + t.y;
         let ix0 = o.y + t.z;
         let rin = row_ok && iy >= 0 && iy < i32(p.in_h);
         let base = x_base + t.x + iy * i32(p.in_w) + ix0;
-        for (var j = 0u; j < 3u * STEP_W + TAPS_W; j++) {
+        for (var j = 0u; j < 7u * STEP_W + TAPS_W; j++) {
             let ix = ix0 + i32(j);
             let inside = rin && ix >= 0 && ix < i32(p.in_w);
             seg[j] = select(0.0, x[select(0u, u32(base + i32(j)), inside)], inside);
@@ -133,10 +143,30 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             acc5 += subgroupShuffle(a, 5u) * bv;
             acc6 += subgroupShuffle(a, 6u) * bv;
             acc7 += subgroupShuffle(a, 7u) * bv;
+            let bw = vec4<f32>(seg[c + 4u * STEP_W], seg[c + 5u * STEP_W], seg[c + 6u * STEP_W], seg[c + 7u * STEP_W]);
+            bcc0 += subgroupShuffle(a, 0u) * bw;
+            bcc1 += subgroupShuffle(a, 1u) * bw;
+            bcc2 += subgroupShuffle(a, 2u) * bw;
+            bcc3 += subgroupShuffle(a, 3u) * bw;
+            bcc4 += subgroupShuffle(a, 4u) * bw;
+            bcc5 += subgroupShuffle(a, 5u) * bw;
+            bcc6 += subgroupShuffle(a, 6u) * bw;
+            bcc7 += subgroupShuffle(a, 7u) * bw;
         }
     }
     if (!row_ok) { return; }
     let cols = min(p.out_w - ox, 4u);
+    if (ox + 4u < p.out_w) {
+        let c2 = min(p.out_w - ox - 4u, 4u);
+        store_seg(b, g, m0, n0 + 4u, c2, bcc0);
+        store_seg(b, g, m0 + 1u, n0 + 4u, c2, bcc1);
+        store_seg(b, g, m0 + 2u, n0 + 4u, c2, bcc2);
+        store_seg(b, g, m0 + 3u, n0 + 4u, c2, bcc3);
+        store_seg(b, g, m0 + 4u, n0 + 4u, c2, bcc4);
+        store_seg(b, g, m0 + 5u, n0 + 4u, c2, bcc5);
+        store_seg(b, g, m0 + 6u, n0 + 4u, c2, bcc6);
+        store_seg(b, g, m0 + 7u, n0 + 4u, c2, bcc7);
+    }
     store_seg(b, g, m0, n0, cols, acc0);
     store_seg(b, g, m0 + 1u, n0, cols, acc1);
     store_seg(b, g, m0 + 2u, n0, cols, acc2);

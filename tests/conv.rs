@@ -298,6 +298,27 @@ fn conv2d_gpu_matches_cpu_on_a_seeded_sweep() {
             },
             true,
         ),
+        // Row segments with a column step: 5 taps, stride 3 (26 values per lane), and the
+        // longest, 8 taps at stride 7 (57 values).
+        (
+            [2, 3, 7, 23],
+            [4, 3, 3, 5],
+            Conv2d {
+                stride: [2, 3],
+                padding: asym,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [1, 2, 5, 90],
+            [3, 2, 2, 8],
+            Conv2d {
+                stride: [1, 7],
+                ..Default::default()
+            },
+            false,
+        ),
     ]);
     for (i, (xs, ws, spec, with_bias)) in cases.into_iter().enumerate() {
         let x = rng.tensor(xs);

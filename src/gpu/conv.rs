@@ -96,7 +96,7 @@ struct GemmParams {
     /// Mode 1: the output's height and width (out_h × out_w is the phase's grid).
     y_h: u32,
     y_w: u32,
-    /// gemm_sg_rows: output rows padded to this many columns (a multiple of 4).
+    /// gemm_sg_rows: output rows padded to this many columns (a multiple of 8).
     row_w: u32,
     _pad: [u32; 3],
 }
@@ -106,8 +106,10 @@ const GEMM_TILE: usize = 32;
 
 /// Output tile of the subgroup GEMM kernel: 8 channels × 32 pixels per workgroup.
 const SUBGROUP_TILE: [u32; 2] = [8, 32];
+/// Output tile of the subgroup kernel's row-segment variant: 8 channels × 64 pixels.
+const ROWS_TILE: [u32; 2] = [8, 64];
 /// The row-segment GEMM takes at most this many taps per kernel row, and a smaller column step
-/// (its segment, `3·step + taps` values, stays in registers).
+/// (its segment, `7·step + taps` values, stays in registers).
 const MAX_ROW_TAPS: usize = 8;
 
 impl GemmParams {
@@ -277,13 +279,13 @@ impl Gpu {
         let (kernel, tile) = if algo == ConvAlgo::Gemm && self.inner.subgroup_gemm {
             let step = if params.mode == 0 { params.s_w } else { 1 };
             match row_taps {
-                // A segment of 3·step + taps loads beats 4·taps loads when step < taps.
+                // A segment of 7·step + taps loads beats 8·taps loads when step < taps.
                 Some(taps @ 1..=MAX_ROW_TAPS) if (step as usize) < taps => {
-                    // Output rows padded to a multiple of 4 columns.
-                    params.row_w = params.out_w.next_multiple_of(4);
+                    // Output rows padded to whole lanes of 8 columns.
+                    params.row_w = params.out_w.next_multiple_of(ROWS_TILE[1] / 8);
                     n = params.out_h * params.row_w;
                     window = [taps as u32, step];
-                    (Kernel::ConvGemmSgRows, SUBGROUP_TILE)
+                    (Kernel::ConvGemmSgRows, ROWS_TILE)
                 }
                 _ => (Kernel::ConvGemmSg, SUBGROUP_TILE),
             }
