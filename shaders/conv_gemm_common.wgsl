@@ -19,7 +19,7 @@ struct GemmParams {
     s_h: u32, s_w: u32, d_h: u32, d_w: u32,
     p_h: u32, p_w: u32, tap_y: u32, tap_x: u32,
     has_bias: u32, c_grp: u32, y_h: u32, y_w: u32,
-    row_w: u32, pad0: u32, pad1: u32, pad2: u32,
+    row_w: u32, w_step: u32, pad1: u32, pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;

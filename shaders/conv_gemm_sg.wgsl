@@ -82,8 +82,8 @@ override STEP_W: u32 = 1u;
 // shuffle between 8 columns. Sixteen vec4 accumulators (on lavapipe the second eight cost no
 // more than the loads they save). N is laid out with each output row padded to p.row_w (a
 // multiple of 8) columns, so a lane's 8 columns lie in one output row; padding columns are
-// computed, never stored. k_table[k] of a row's first tap gives the row's plane, row offset
-// and first column offset.
+// computed, never stored. k_table[k] of a row's first tap gives the row's plane, row offset,
+// first column offset and (mode 1) weight offset; the next tap's weight is p.w_step before.
 @compute @workgroup_size(8)
 fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(subgroup_invocation_id) lane: u32) {
@@ -131,8 +131,7 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             seg[j] = select(0.0, x[select(0u, u32(base + i32(j)), inside)], inside);
         }
         for (var c = 0u; c < TAPS_W; c++) {
-            var w_off = 0;
-            if (p.mode == 1u) { w_off = k_table[k + c].w; }
+            let w_off = t.w - i32(c * p.w_step); // mode 1: the tap's kernel column
             let a = select(0.0, load_w(g, m_safe, k + c, w_off), a_ok);
             let bv = vec4<f32>(seg[c], seg[c + STEP_W], seg[c + 2u * STEP_W], seg[c + 3u * STEP_W]);
             acc0 += subgroupShuffle(a, 0u) * bv;

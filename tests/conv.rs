@@ -345,6 +345,19 @@ fn conv_transpose2d_gpu_matches_cpu_on_a_seeded_sweep() {
     let mut rng = Rng::new(99);
     let mut cases: Vec<_> = (0..40).map(|_| random_transpose_case(&mut rng)).collect();
     cases.extend([
+        // Row segments in phases: column taps one input column apart whose kernel columns
+        // fall by the stride (dilation 1) or by 1 (dilation = stride).
+        (
+            [1, 3, 5, 9],
+            [3, 2, 2, 4],
+            ConvTranspose2d {
+                stride: [1, 2],
+                dilation: [1, 2],
+                padding: [0, 1],
+                ..Default::default()
+            },
+            true,
+        ),
         (
             [1, 4, 5, 6],
             [4, 3, 4, 4],

@@ -98,7 +98,9 @@ struct GemmParams {
     y_w: u32,
     /// gemm_sg_rows: output rows padded to this many columns (a multiple of 8).
     row_w: u32,
-    _pad: [u32; 3],
+    /// gemm_sg_rows, mode 1: a row's next column tap's weight is this many before the last.
+    w_step: u32,
+    _pad: [u32; 2],
 }
 
 /// Output tile of the workgroup-memory GEMM kernel: 32 channels × 32 pixels per workgroup.
@@ -168,12 +170,13 @@ fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
 ///
 /// Also the row taps for the row-segment GEMM: a tap row's column taps are listed by
 /// ascending column offset, and where those offsets are consecutive the kernel reads them from
-/// one row segment (`Some(taps per row)`).
+/// one row segment (`Some(taps per row)`), and how far the kernel column falls from one column
+/// tap to the next.
 fn phase_table(
     g: &ConvGeometry,
     phase: [usize; 2],
     pad: [i64; 2],
-) -> Result<(Tensor<u32>, Option<usize>)> {
+) -> Result<(Tensor<u32>, Option<usize>, usize)> {
     let offsets = |a: usize| -> Vec<(usize, i64)> {
         let (s, d) = (g.stride[a] as i64, g.dilation[a] as i64);
         (0..g.kernel[a])
@@ -187,6 +190,8 @@ fn phase_table(
     cols.reverse(); // ascending column offset
     let consecutive = cols.windows(2).all(|c| c[1].1 == c[0].1 + 1);
     let row_taps = (consecutive && !cols.is_empty()).then_some(cols.len());
+    // Taps reaching a phase are evenly spaced: the kernel column falls by this much per tap.
+    let w_step = cols.get(..2).map_or(0, |c| c[0].0 - c[1].0);
     let plane = g.output[0] * g.output[1]; // our input's plane
     let taps = g.kernel[0] * g.kernel[1];
     let cog = g.c_in_per_group();
@@ -201,7 +206,7 @@ fn phase_table(
         }
     }
     t.extend([0; 4]);
-    Ok((Tensor::new([t.len() / 4, 4], t)?, row_taps))
+    Ok((Tensor::new([t.len() / 4, 4], t)?, row_taps, w_step))
 }
 
 /// A signed row offset as the shaders read it (`i32(u32)` reinterprets the bits).
@@ -611,7 +616,8 @@ impl Gpu {
                     (g.input[0] - py).div_ceil(s_h),
                     (g.input[1] - px).div_ceil(s_w),
                 ];
-                let (table, taps) = phase_table(g, [py, px], [pad_h, g.pad_before[1] as i64])?;
+                let (table, taps, w_step) =
+                    phase_table(g, [py, px], [pad_h, g.pad_before[1] as i64])?;
                 row_taps.push(taps);
                 let (n, k) = (grid[0] * grid[1], table.shape()[0] - 1);
                 params.push(GemmParams {
@@ -623,6 +629,7 @@ impl Gpu {
                     out_w: grid[1] as u32,
                     tap_y: py as u32,
                     tap_x: px as u32,
+                    w_step: w_step as u32,
                     c_grp: g.c_out_per_group() as u32,
                     y_h: g.input[0] as u32,
                     y_w: g.input[1] as u32,
