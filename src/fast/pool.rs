@@ -8,7 +8,6 @@ use crate::tensor::Tensor;
 
 /// The in-bounds taps of every window along axis `a`: for window `o`, the first in-bounds
 /// input coordinate and how many taps (spaced by the dilation) lie inside the input.
-/// Computed once per call, so the window loops below run without bounds tests.
 fn window_axis(g: &PoolGeometry, a: usize) -> Vec<(usize, usize)> {
     let n = g.input[a] as isize;
     (0..g.output[a])
@@ -23,59 +22,130 @@ fn window_axis(g: &PoolGeometry, a: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// The column walk shared by the pooling loops: for every output row, its window rows, and in
+/// each window row, tap `c` of every window in turn (so each output still sees its taps in
+/// row-major window order, as the reference walks them). `tap(ox, xx, row)` gets the output
+/// column, the input column and the input row; windows whose taps all lie inside the input
+/// (the interior columns) take no per-tap test.
+struct Walk {
+    rows: Vec<(usize, usize)>,
+    /// Per output column: (first in-bounds tap index, one past the last).
+    cols: Vec<(usize, usize)>,
+    /// Output columns whose windows lie wholly inside the input.
+    interior: std::ops::Range<usize>,
+    kw: usize,
+}
+
+impl Walk {
+    fn new(g: &PoolGeometry) -> Self {
+        let kw = g.kernel[1];
+        let (s, d, p) = (
+            g.stride[1] as isize,
+            g.dilation[1] as isize,
+            g.padding[1] as isize,
+        );
+        let w = g.input[1] as isize;
+        let cols: Vec<(usize, usize)> = (0..g.output[1])
+            .map(|ox| {
+                let start = ox as isize * s - p;
+                let inside = |c: &usize| (0..w).contains(&(start + *c as isize * d));
+                let lo = (0..kw).find(inside).unwrap_or(kw);
+                let hi = (0..kw).rfind(inside).map_or(lo, |c| c + 1);
+                (lo, hi)
+            })
+            .collect();
+        let full = |ox: &usize| cols[*ox] == (0, kw);
+        let lo = (0..cols.len()).find(full).unwrap_or(cols.len());
+        let hi = (lo..cols.len()).find(|ox| !full(ox)).unwrap_or(cols.len());
+        Walk {
+            rows: window_axis(g, 0),
+            cols,
+            interior: lo..hi,
+            kw,
+        }
+    }
+
+    /// Runs `tap(ox, xx, yy)` for output row `oy`'s windows, in the order described above.
+    #[inline(always)]
+    fn row(&self, g: &PoolGeometry, oy: usize, mut tap: impl FnMut(usize, usize, usize)) {
+        let (s, d, p) = (g.stride[1], g.dilation[1], g.padding[1]);
+        let (y0, ny) = self.rows[oy];
+        for yy in (0..ny).map(|j| y0 + j * g.dilation[0]) {
+            for c in 0..self.kw {
+                let edge = |ox: usize| {
+                    let (lo, hi) = self.cols[ox];
+                    (lo..hi).contains(&c).then(|| ox * s + c * d - p)
+                };
+                for ox in 0..self.interior.start {
+                    if let Some(xx) = edge(ox) {
+                        tap(ox, xx, yy);
+                    }
+                }
+                // Interior windows: ox*s + c*d - p is inside the row.
+                for ox in self.interior.clone() {
+                    tap(ox, ox * s + c * d - p, yy);
+                }
+                for ox in self.interior.end..self.cols.len() {
+                    if let Some(xx) = edge(ox) {
+                        tap(ox, xx, yy);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// PyTorch's `max_pool2d(..., return_indices=True)` on all cores; same contract as
-/// [`crate::cpu::max_pool2d`] (the same walk, so the same values and indices).
+/// [`crate::cpu::max_pool2d`] (each window's taps in the same order, so the same values and
+/// indices).
 pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
     let g = p.geometry("max_pool2d", x.shape())?;
     let [h, w] = g.input;
     let [oh, ow] = g.output;
-    let [dy, dx] = g.dilation;
     let mut vals = Tensor::zeros(g.output_shape())?;
     let mut idx = Tensor::<u32>::zeros(g.output_shape())?;
     if vals.is_empty() {
         return Ok((vals, idx));
     }
-    let (rows, cols) = (window_axis(&g, 0), window_axis(&g, 1));
+    let walk = Walk::new(&g);
+    let first_col = window_axis(&g, 1);
     let per = (oh * ow).max(1);
     vals.data_mut()
         .par_chunks_mut(per)
         .zip(idx.data_mut().par_chunks_mut(per))
         .zip(x.data().par_chunks((h * w).max(1)))
         .for_each(|((v, i), xs)| {
-            for (oy, &(y0, ny)) in rows.iter().enumerate() {
-                for (ox, &(x0, nx)) in cols.iter().enumerate() {
-                    // The first tap inside the input is the index of an all-−∞ window; NaN
-                    // wins and the last NaN is kept, as PyTorch's CPU kernel does.
-                    let (mut best, mut arg) = (f32::NEG_INFINITY, y0 * w + x0);
-                    for yy in (0..ny).map(|j| y0 + j * dy) {
-                        let row = &xs[yy * w..][..w];
-                        for xx in (0..nx).map(|j| x0 + j * dx) {
-                            let v = row[xx];
-                            if v > best || v.is_nan() {
-                                (best, arg) = (v, yy * w + xx);
-                            }
-                        }
-                    }
-                    v[oy * ow + ox] = best;
-                    i[oy * ow + ox] = arg as u32;
+            for ((oy, v), i) in v.chunks_mut(ow).enumerate().zip(i.chunks_mut(ow)) {
+                // The first in-bounds tap is the index of an all-−∞ window; NaN wins and the
+                // last NaN is kept, as PyTorch's CPU kernel does.
+                let y0 = walk.rows[oy].0;
+                v.fill(f32::NEG_INFINITY);
+                for (i, &(x0, _)) in i.iter_mut().zip(&first_col) {
+                    *i = (y0 * w + x0) as u32;
                 }
+                walk.row(&g, oy, |ox, xx, yy| {
+                    let t = yy * w + xx;
+                    let val = xs[t];
+                    let take = val > v[ox] || val.is_nan();
+                    v[ox] = if take { val } else { v[ox] };
+                    i[ox] = if take { t as u32 } else { i[ox] };
+                });
             }
         });
     Ok((vals, idx))
 }
 
-/// PyTorch's `avg_pool2d` on all cores; same contract as [`crate::cpu::avg_pool2d`] (the same
-/// summation order).
+/// PyTorch's `avg_pool2d` on all cores; same contract as [`crate::cpu::avg_pool2d`] (each
+/// window summed in the same order).
 pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let g = p.geometry("avg_pool2d", x.shape())?;
     let [h, w] = g.input;
     let [oh, ow] = g.output;
-    let [dy, dx] = g.dilation;
     let mut out = Tensor::zeros(g.output_shape())?;
     if out.is_empty() {
         return Ok(out);
     }
-    let (rows, cols) = (window_axis(&g, 0), window_axis(&g, 1));
+    let walk = Walk::new(&g);
     let divisors: Vec<f32> = (0..oh * ow)
         .map(|o| g.divisor(o / ow, o % ow) as f32)
         .collect();
@@ -83,16 +153,11 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
         .par_chunks_mut((oh * ow).max(1))
         .zip(x.data().par_chunks((h * w).max(1)))
         .for_each(|(o, xs)| {
-            for (oy, &(y0, ny)) in rows.iter().enumerate() {
-                for (ox, &(x0, nx)) in cols.iter().enumerate() {
-                    let mut sum = 0.0f32;
-                    for yy in (0..ny).map(|j| y0 + j * dy) {
-                        let row = &xs[yy * w..][..w];
-                        for xx in (0..nx).map(|j| x0 + j * dx) {
-                            sum += row[xx];
-                        }
-                    }
-                    o[oy * ow + ox] = sum / divisors[oy * ow + ox];
+            for (oy, o) in o.chunks_mut(ow).enumerate() {
+                o.fill(0.0);
+                walk.row(&g, oy, |ox, xx, yy| o[ox] += xs[yy * w + xx]);
+                for (o, d) in o.iter_mut().zip(&divisors[oy * ow..]) {
+                    *o /= *d;
                 }
             }
         });
