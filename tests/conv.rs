@@ -298,6 +298,30 @@ fn conv2d_gpu_matches_cpu_on_a_seeded_sweep() {
             },
             true,
         ),
+        // Depthwise, 8 outputs of a row per invocation: a partial last group, stride 2 with
+        // asymmetric padding and a 5-wide kernel; row dilation with "same" padding.
+        (
+            [2, 6, 11, 19],
+            [6, 1, 3, 5],
+            Conv2d {
+                groups: 6,
+                stride: [2, 2],
+                padding: asym,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            [1, 4, 9, 17],
+            [4, 1, 3, 3],
+            Conv2d {
+                groups: 4,
+                dilation: [2, 1],
+                padding: Padding::Same,
+                ..Default::default()
+            },
+            false,
+        ),
         // Row segments with a column step: 5 taps, stride 3 (26 values per lane), and the
         // longest, 8 taps at stride 7 (57 values).
         (

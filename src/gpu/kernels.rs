@@ -57,6 +57,7 @@ impl Shader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Conv2d,
+    Conv2dRows,
     ConvGemm,
     ConvGemmSg,
     ConvGemmSgRows,
@@ -84,6 +85,7 @@ impl Kernel {
         use Kernel::*;
         match self {
             Conv2d => (Shader::Conv2d, "conv2d", &[R(1), R(2), R(3), W(4)]),
+            Conv2dRows => (Shader::Conv2d, "conv2d_rows", &[R(1), R(2), R(3), W(4)]),
             ConvGemm => (Shader::ConvGemm, "gemm", &[R(1), R(2), R(3), W(4), R(5)]),
             ConvGemmSg => (
                 Shader::ConvGemmSg,
@@ -135,7 +137,7 @@ impl Kernel {
     /// the column step for the row-segment GEMM.
     fn overrides(self) -> [&'static str; 2] {
         match self {
-            Kernel::ConvGemmSgRows => ["TAPS_W", "STEP_W"],
+            Kernel::ConvGemmSgRows | Kernel::Conv2dRows => ["TAPS_W", "STEP_W"],
             _ => ["WIN_H", "WIN_W"],
         }
     }
