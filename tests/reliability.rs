@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, gpu, mixed_op, Rng};
-use convpool::{cpu, Conv2d, ConvTranspose2d, Error, Gpu, Padding, Pool2d, Tensor};
+use convpool::{cpu, Conv2d, ConvAlgo, ConvTranspose2d, Error, Gpu, Padding, Pool2d, Tensor};
 
 #[test]
 fn four_threads_share_one_gpu() {
@@ -211,5 +211,31 @@ fn two_gpu_instances_give_the_same_bits() {
             rb.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             "op {k} differs between two Gpu instances"
         );
+    }
+}
+
+/// Launches of hundreds of passes, chained without a download in between (a transposed
+/// convolution of stride 16 runs 256 phase passes, 64 KiB of params at 256-byte alignment;
+/// stride 17, 289): every result must still be the CPU's.
+#[test]
+fn launches_of_hundreds_of_passes_chain() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(77);
+    let mut pending = Vec::new();
+    for (s, round) in [(16, 0), (17, 0), (16, 1), (3, 0), (17, 1)] {
+        let spec = ConvTranspose2d {
+            stride: [s, s],
+            ..Default::default()
+        };
+        let (x, w) = (rng.tensor([1, 2, 2, 3]), rng.tensor([2, 1, 2, 2]));
+        let want = cpu::conv_transpose2d(&x, &w, None, &spec).unwrap();
+        let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+        let y = gpu
+            .conv_transpose2d_with(&gx, &gw, None, &spec, ConvAlgo::Gemm)
+            .unwrap();
+        pending.push((format!("stride {s} round {round}"), y, want));
+    }
+    for (what, y, want) in pending {
+        assert_close(&what, &y.download().unwrap(), &want, 1e-5, 1e-4);
     }
 }
