@@ -19,7 +19,8 @@ struct GemmParams {
     s_h: u32, s_w: u32, d_h: u32, d_w: u32,
     p_h: u32, p_w: u32, tap_y: u32, tap_x: u32,
     has_bias: u32, c_grp: u32, y_h: u32, y_w: u32,
-    row_w: u32, w_step: u32, pad1: u32, pad2: u32,
+    row_w: u32, w_step: u32, rows_pad: u32, tile0: u32,
+    tiles: u32, row0: u32, row1: u32, accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
@@ -32,25 +33,32 @@ struct GemmParams {
 // division per load (a CPU driver such as lavapipe cannot vectorise division).
 @group(0) @binding(5) var<storage, read> k_table: array<vec4<i32>>;
 
+// Weight (m, k) of group g; `w_off` (mode 1): the tap's offset from its k_table entry.
+// Branch-free: on lavapipe a branch on p.mode here made every pack_rows dispatch grow the
+// process by ~120 KiB (the soak test caught it).
 fn load_w(g: u32, m: u32, k: u32, w_off: i32) -> f32 {
-    if (p.mode == 0u) {
-        return w[(g * p.m + m) * p.k + k];
-    }
     let taps = p.k_h * p.k_w;
-    return w[g * p.c_grp * p.m * taps + u32(w_off) + m * taps];
+    let tap = g * p.c_grp * p.m * taps + u32(w_off) + m * taps;
+    return w[select(tap, (g * p.m + m) * p.k + k, p.mode == 0u)];
 }
 
+// Writes output (m, n) of batch b, group g: v plus the bias, or (p.accumulate: a later part of
+// a reduction split in parts) plus what y holds.
 fn store(b: u32, g: u32, m: u32, n: u32, v: f32) {
     let c = b * p.c_y + g * p.m + m;
-    var bv = 0.0;
-    if (p.has_bias != 0u) { bv = bias[g * p.m + m]; }
-    if (p.mode == 0u) {
-        y[c * p.n + n] = v + bv;
-    } else {
+    var i = c * p.n + n;
+    if (p.mode == 1u) {
         let oy = p.tap_y + p.s_h * (n / p.out_w);
         let ox = p.tap_x + p.s_w * (n % p.out_w);
-        y[(c * p.y_h + oy) * p.y_w + ox] = v + bv;
+        i = (c * p.y_h + oy) * p.y_w + ox;
     }
+    var bv = 0.0;
+    if (p.accumulate != 0u) {
+        bv = y[i];
+    } else if (p.has_bias != 0u) {
+        bv = bias[g * p.m + m];
+    }
+    y[i] = v + bv;
 }
 
 

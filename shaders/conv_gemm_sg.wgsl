@@ -73,6 +73,55 @@ fn store_row(b: u32, g: u32, m: u32, n0: u32, v: vec4<f32>) {
 override TAPS_W: u32 = 3u;
 override STEP_W: u32 = 1u;
 
+// gemm_sg_rows' weights, packed by pack_rows (weights as f32 bits): per tile of 8 output
+// channels (group-major), per kernel row r (of p.rows_pad, a multiple of 16), slots() vec4s
+// per lane (the row's taps, zero-padded; zero for channels past p.m) and then one vec4, the
+// row's im2col entry (k_table of its first tap, i32 bits). The kernel reads a 64 KiB window of
+// it as a uniform buffer: on lavapipe a lane's uniform-buffer load is a vector gather, and a
+// load at one address for the whole subgroup one scalar load, while every storage-buffer load
+// is a loop over the lanes (W1: 56 -> 37 ms). The host splits dispatches so that each one's
+// tiles and rows fit the window.
+@group(0) @binding(6) var<uniform> wu: array<vec4<u32>, 4096>;
+@group(0) @binding(7) var<storage, read_write> packed: array<vec4<u32>>;
+
+// vec4s of taps per lane and kernel row.
+fn slots() -> u32 { return (TAPS_W + 3u) / 4u; }
+
+// vec4s per kernel row of a tile in the packed weights.
+fn row_vec4s() -> u32 { return 8u * slots() + 1u; }
+
+// One invocation per vec4 of the packed weights (p.k / TAPS_W kernel rows per tile). A tap's
+// weight offset (mode 1) is p.w_step before the previous tap's, as in gemm_sg_rows.
+@compute @workgroup_size(64)
+fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = flat_id(wid, nwg, lid);
+    let per_tile = p.k / TAPS_W * row_vec4s();
+    if (i >= p.groups * p.m_tiles * per_tile) { return; }
+    let tile = i / per_tile;
+    let r = i % per_tile / row_vec4s();
+    let v = i % row_vec4s();
+    let out = (tile * p.rows_pad + r) * row_vec4s() + v;
+    let k0 = r * TAPS_W;
+    let info = v == 8u * slots();
+    var t = vec4<i32>(0);
+    if (info || p.mode == 1u) { t = k_table[k0]; }
+    if (info) {
+        packed[out] = bitcast<vec4<u32>>(t);
+        return;
+    }
+    let g = tile / p.m_tiles;
+    let m = tile % p.m_tiles * 8u + v / slots();
+    var a = vec4<f32>(0.0);
+    if (m < p.m) {
+        for (var j = 0u; j < 4u; j++) {
+            let c = v % slots() * 4u + j;
+            if (c < TAPS_W) { a[j] = load_w(g, m, k0 + c, t.w - i32(c * p.w_step)); }
+        }
+    }
+    packed[out] = bitcast<vec4<u32>>(a);
+}
+
 // gemm_sg with one load per input column a lane reads in a kernel row, and 8 columns per
 // lane: the same K order, an 8 (m) × 64 (n) tile, for reductions whose kernel rows are TAPS_W
 // consecutive k that read consecutive input columns (conv2d with unit column dilation; a
@@ -82,26 +131,26 @@ override STEP_W: u32 = 1u;
 // shuffle between 8 columns. Sixteen vec4 accumulators (on lavapipe the second eight cost no
 // more than the loads they save). N is laid out with each output row padded to p.row_w (a
 // multiple of 8) columns, so a lane's 8 columns lie in one output row; padding columns are
-// computed, never stored. k_table[k] of a row's first tap gives the row's plane, row offset,
-// first column offset and (mode 1) weight offset; the next tap's weight is p.w_step before.
+// computed, never stored. A dispatch runs tiles p.tile0 .. + p.tiles (of all groups' m tiles)
+// over kernel rows p.row0 .. p.row1 of the packed weights bound at its first row; a part
+// after the first adds to what the earlier ones stored (p.accumulate).
 @compute @workgroup_size(8)
 fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(subgroup_invocation_id) lane: u32) {
-    let tile = tile_of(wid, nwg);
-    if (tile.x >= p.batch) { return; }
-    let b = tile.x;
-    let g = tile.y;
-    let m0 = tile.z * 8u;
-    let q = tile.w * 64u + 8u * lane; // in the padded layout
+    let f = flat_group(wid, nwg);
+    let rest = f / p.n_tiles;
+    let b = rest / p.tiles;
+    if (b >= p.batch) { return; }
+    let tile = p.tile0 + rest % p.tiles;
+    let g = tile / p.m_tiles;
+    let m0 = tile % p.m_tiles * 8u;
+    let q = f % p.n_tiles * 64u + 8u * lane; // in the padded layout
     let oy = q / p.row_w;
     let ox = q % p.row_w;
     let row_ok = oy < p.out_h;
     let n0 = oy * p.out_w + ox;
     let o = column_origin(n0);
     let x_base = i32((b * p.c_x + g * p.c_grp) * p.in_h * p.in_w);
-    let m_mine = m0 + lane;
-    let a_ok = m_mine < p.m;
-    let m_safe = select(0u, m_mine, a_ok);
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -119,8 +168,11 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var bcc6 = vec4<f32>(0.0);
     var bcc7 = vec4<f32>(0.0);
     var seg: array<f32, 64>; // 7·STEP_W + TAPS_W ≤ 57
-    for (var k = 0u; k < p.k; k += TAPS_W) {
-        let t = k_table[k];
+    // The window's first vec4 is row p.row0 of tile p.tile0.
+    let first = (tile - p.tile0) * p.rows_pad * row_vec4s();
+    for (var r = p.row0; r < p.row1; r++) {
+        let wr = first + (r - p.row0) * row_vec4s();
+        let t = bitcast<vec4<i32>>(wu[wr + 8u * slots()]); // the same for every lane
         let iy = o.x + t.y;
         let ix0 = o.y + t.z;
         let rin = row_ok && iy >= 0 && iy < i32(p.in_h);
@@ -130,9 +182,10 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             let inside = rin && ix >= 0 && ix < i32(p.in_w);
             seg[j] = select(0.0, x[select(0u, u32(base + i32(j)), inside)], inside);
         }
+        let wa = bitcast<vec4<f32>>(wu[wr + lane * slots()]);
+        let wb = bitcast<vec4<f32>>(wu[wr + lane * slots() + slots() - 1u]);
         for (var c = 0u; c < TAPS_W; c++) {
-            let w_off = t.w - i32(c * p.w_step); // mode 1: the tap's kernel column
-            let a = select(0.0, load_w(g, m_safe, k + c, w_off), a_ok);
+            let a = select(wb[c & 3u], wa[c & 3u], c < 4u);
             let bv = vec4<f32>(seg[c], seg[c + STEP_W], seg[c + 2u * STEP_W], seg[c + 3u * STEP_W]);
             acc0 += subgroupShuffle(a, 0u) * bv;
             acc1 += subgroupShuffle(a, 1u) * bv;
@@ -154,26 +207,26 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     if (!row_ok) { return; }
-    let cols = min(p.out_w - ox, 4u);
+    // Columns ox .. ox + 7 of the 8 rows, those inside the output row.
+    store_bank(b, g, m0, n0, min(p.out_w - ox, 4u), acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
     if (ox + 4u < p.out_w) {
-        let c2 = min(p.out_w - ox - 4u, 4u);
-        store_seg(b, g, m0, n0 + 4u, c2, bcc0);
-        store_seg(b, g, m0 + 1u, n0 + 4u, c2, bcc1);
-        store_seg(b, g, m0 + 2u, n0 + 4u, c2, bcc2);
-        store_seg(b, g, m0 + 3u, n0 + 4u, c2, bcc3);
-        store_seg(b, g, m0 + 4u, n0 + 4u, c2, bcc4);
-        store_seg(b, g, m0 + 5u, n0 + 4u, c2, bcc5);
-        store_seg(b, g, m0 + 6u, n0 + 4u, c2, bcc6);
-        store_seg(b, g, m0 + 7u, n0 + 4u, c2, bcc7);
+        store_bank(b, g, m0, n0 + 4u, min(p.out_w - ox - 4u, 4u), bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7);
     }
-    store_seg(b, g, m0, n0, cols, acc0);
-    store_seg(b, g, m0 + 1u, n0, cols, acc1);
-    store_seg(b, g, m0 + 2u, n0, cols, acc2);
-    store_seg(b, g, m0 + 3u, n0, cols, acc3);
-    store_seg(b, g, m0 + 4u, n0, cols, acc4);
-    store_seg(b, g, m0 + 5u, n0, cols, acc5);
-    store_seg(b, g, m0 + 6u, n0, cols, acc6);
-    store_seg(b, g, m0 + 7u, n0, cols, acc7);
+}
+
+// Stores the first `cols` of columns n0 .. n0 + 3 of output rows m0 .. m0 + 7 (v0 .. v7), those
+// inside the matrix.
+fn store_bank(b: u32, g: u32, m0: u32, n0: u32, cols: u32, v0: vec4<f32>, v1: vec4<f32>,
+              v2: vec4<f32>, v3: vec4<f32>, v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>,
+              v7: vec4<f32>) {
+    store_seg(b, g, m0, n0, cols, v0);
+    store_seg(b, g, m0 + 1u, n0, cols, v1);
+    store_seg(b, g, m0 + 2u, n0, cols, v2);
+    store_seg(b, g, m0 + 3u, n0, cols, v3);
+    store_seg(b, g, m0 + 4u, n0, cols, v4);
+    store_seg(b, g, m0 + 5u, n0, cols, v5);
+    store_seg(b, g, m0 + 6u, n0, cols, v6);
+    store_seg(b, g, m0 + 7u, n0, cols, v7);
 }
 
 // Stores the first `cols` of columns n0 .. n0 + 3 of output row m (none past the row's end).

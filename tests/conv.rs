@@ -907,3 +907,118 @@ fn empty_batch_gives_an_empty_output() {
         &[0, 2, 5, 5]
     );
 }
+
+#[test]
+fn row_segment_gemm_split_into_windows() {
+    // The row-segment GEMM reads its packed weights through 4096-vec4 uniform windows, one per
+    // dispatch: a dispatch takes as many whole tiles of 8 channels as fit, or else the kernel
+    // rows of one tile that fit, later parts adding to what the first stored. Small windows
+    // put these small cases through both splits (with bias, groups, 1 and 2 vec4s of taps per
+    // row), each checked against the CPU reference.
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = convpool::Gpu::new().unwrap();
+    let mut rng = Rng::new(4096);
+    let same = |groups| Conv2d {
+        padding: Padding::Same,
+        groups,
+        ..Default::default()
+    };
+    let convs = [
+        // 2 groups × 2 tiles of 3 rows each: 2 tiles per 300-vec4 window.
+        ([1, 2, 7, 9], [20, 1, 3, 3], same(2)),
+        // 24 kernel rows: parts of 16 rows at 272 vec4s.
+        ([2, 8, 6, 11], [9, 8, 3, 3], same(1)),
+        // 7 taps per row (2 vec4s), stride 2: 21 rows in parts of 16.
+        (
+            [1, 3, 12, 13],
+            [10, 3, 7, 7],
+            Conv2d {
+                stride: [2, 2],
+                padding: Padding::uniform(3),
+                ..Default::default()
+            },
+        ),
+    ];
+    let convt = ConvTranspose2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..Default::default()
+    };
+    for window in [272, 300, 4096] {
+        gpu.set_uniform_window_for_tests(window);
+        for (i, (xs, ws, spec)) in convs.iter().enumerate() {
+            let (x, w, b) = (rng.tensor(*xs), rng.tensor(*ws), rng.tensor([ws[0]]));
+            let want = cpu::conv2d(&x, &w, Some(&b), spec).unwrap();
+            let [gx, gw, gb] = [&x, &w, &b].map(|t| gpu.upload(t).unwrap());
+            let got = gpu
+                .conv2d_with(&gx, &gw, Some(&gb), spec, ConvAlgo::Gemm)
+                .unwrap()
+                .download()
+                .unwrap();
+            assert_close(
+                &format!("conv2d {i}, window {window}"),
+                &got,
+                &want,
+                1e-5,
+                1e-4,
+            );
+        }
+        // 12 input channels × 2 × 2 taps per phase: 24 kernel rows.
+        let (x, w, b) = (
+            rng.tensor([1, 12, 5, 6]),
+            rng.tensor([12, 9, 4, 4]),
+            rng.tensor([9]),
+        );
+        let want = cpu::conv_transpose2d(&x, &w, Some(&b), &convt).unwrap();
+        let [gx, gw, gb] = [&x, &w, &b].map(|t| gpu.upload(t).unwrap());
+        let got = gpu
+            .conv_transpose2d_with(&gx, &gw, Some(&gb), &convt, ConvAlgo::Gemm)
+            .unwrap()
+            .download()
+            .unwrap();
+        assert_close(
+            &format!("conv_transpose2d, window {window}"),
+            &got,
+            &want,
+            1e-5,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn packed_weights_follow_the_weight_tensor() {
+    // The row-segment GEMM keeps its packed copy of a weight tensor for later calls. Weights
+    // made on the device by an op, dropped, and made again into the same recycled buffer with
+    // other values must be packed afresh; the same weights give bitwise the same output.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(77);
+    let spec = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    let x = rng.tensor([1, 5, 9, 10]);
+    let gx = gpu.upload(&x).unwrap();
+    let pool = convpool::Pool2d::new([1, 1]);
+    let mut last = None;
+    for round in 0..3 {
+        // avg_pool2d with a 1×1 window copies: weights [12, 5, 3, 3] made by an op.
+        let w = rng.tensor([12, 5, 3, 3]);
+        let gw = gpu.avg_pool2d(&gpu.upload(&w).unwrap(), &pool).unwrap();
+        let want = cpu::conv2d(&x, &w, None, &spec).unwrap();
+        let first = gpu
+            .conv2d_with(&gx, &gw, None, &spec, ConvAlgo::Gemm)
+            .unwrap();
+        let again = gpu
+            .conv2d_with(&gx, &gw, None, &spec, ConvAlgo::Gemm)
+            .unwrap();
+        let (first, again) = (first.download().unwrap(), again.download().unwrap());
+        assert_close(&format!("round {round}"), &first, &want, 1e-5, 1e-4);
+        assert_exact(&format!("round {round}, second call"), &again, &first);
+        if let Some(prev) = last.replace(first) {
+            assert_ne!(prev, again, "round {round} reused the previous weights");
+        }
+    }
+}

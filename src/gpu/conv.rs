@@ -1,9 +1,12 @@
 //! Launchers for conv2d and conv_transpose2d (shaders/conv2d.wgsl, shaders/conv_transpose2d.wgsl).
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
 use super::chunk::{Chunks, Reach, RowAxis};
 use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::Result;
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{Kernel, UNIFORM_WINDOW};
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
@@ -105,7 +108,15 @@ struct GemmParams {
     row_w: u32,
     /// gemm_sg_rows, mode 1: a row's next column tap's weight is this many before the last.
     w_step: u32,
-    _pad: [u32; 2],
+    /// gemm_sg_rows: kernel rows per tile in the packed weights, and the dispatch's tiles
+    /// (`tile0 .. tile0 + tiles`, counting all groups' m tiles) and kernel rows
+    /// (`row0 .. row1`); `accumulate`: add to y (a part after the first).
+    rows_pad: u32,
+    tile0: u32,
+    tiles: u32,
+    row0: u32,
+    row1: u32,
+    accumulate: u32,
 }
 
 /// Output tile of the workgroup-memory GEMM kernel: 32 channels × 32 pixels per workgroup.
@@ -118,6 +129,79 @@ const ROWS_TILE: [u32; 2] = [8, 64];
 /// The row-segment GEMM takes at most this many taps per kernel row, and a smaller column step
 /// (its segment, `7·step + taps` values, stays in registers).
 const MAX_ROW_TAPS: usize = 8;
+
+/// How the row-segment GEMM's packed weights (see `pack_rows` in shaders/conv_gemm_sg.wgsl)
+/// are laid out and split into dispatches whose tiles and kernel rows fit one uniform window.
+#[derive(Debug, Clone, Copy)]
+struct RowsLayout {
+    /// Taps per kernel row and column step (the shader's TAPS_W and STEP_W).
+    taps: u32,
+    step: u32,
+    /// Kernel rows (`k / taps`) and, padded to a multiple of 16, per tile in the buffer.
+    rows: u32,
+    rows_pad: u32,
+    /// vec4s per kernel row of a tile: 8 lanes × ⌈taps/4⌉ and the row's table entry.
+    row_vec4s: u32,
+    /// Tiles of 8 output channels, all groups.
+    tiles: u32,
+    /// Per dispatch: tiles (all rows of each), or else kernel rows of one tile.
+    tiles_per_window: u32,
+    rows_per_window: u32,
+}
+
+impl RowsLayout {
+    /// `window`: vec4s a dispatch may read (4096, fewer in tests); at least 16 rows' worth.
+    fn new(taps: usize, step: u32, k: usize, m_tiles: u32, groups: u32, window: u32) -> Self {
+        let rows = (k / taps) as u32;
+        let rows_pad = rows.next_multiple_of(16);
+        let row_vec4s = 8 * (taps as u32).div_ceil(4) + 1;
+        let fit = window / (rows_pad * row_vec4s);
+        let (tiles_per_window, rows_per_window) = if fit >= 1 {
+            (fit, rows)
+        } else {
+            // Windows start at multiples of 16 rows: 256-byte aligned, as uniform offsets must be.
+            (1, window / row_vec4s / 16 * 16)
+        };
+        RowsLayout {
+            taps: taps as u32,
+            step,
+            rows,
+            rows_pad,
+            row_vec4s,
+            tiles: m_tiles * groups,
+            tiles_per_window,
+            rows_per_window,
+        }
+    }
+
+    /// u32s of the packed buffer: every tile, and room for a whole window after the last
+    /// dispatch's start.
+    fn packed_len(&self) -> usize {
+        (self.tiles * self.rows_pad * self.row_vec4s) as usize * 4 + (UNIFORM_WINDOW / 4) as usize
+    }
+}
+
+/// A weight tensor packed for the row-segment GEMM with one im2col table, kept while both
+/// live (tensors never change once made): a network's later calls skip the packing pass
+/// (W4 on lavapipe: 4 of 45 ms).
+pub(super) struct PackedWeights {
+    weights: Weak<wgpu::Buffer>,
+    table: Weak<GpuTensor<u32>>,
+    /// What else shapes the packing: taps, padded rows, tiles, m, groups, mode, w_step, c_grp.
+    key: [u32; 8],
+    packed: Arc<GpuTensor<u32>>,
+}
+
+/// At most this many packed weight tensors are kept (the oldest goes first).
+const PACKED_KEPT: usize = 16;
+
+/// Packed weights for one GEMM: found among those kept, or `fresh` (to be packed by this call
+/// and kept once it is recorded).
+struct Packed {
+    tensor: Arc<GpuTensor<u32>>,
+    fresh: bool,
+    key: [u32; 8],
+}
 
 impl GemmParams {
     /// Geometry fields shared by both modes; `g` is the forward convolution.
@@ -274,46 +358,154 @@ impl ConvAlgo {
 }
 
 impl Gpu {
-    /// A pass of the GEMM kernel for `params`: the subgroup one for `ConvAlgo::Gemm` where the
-    /// device has subgroups of at least 8 lanes, else the workgroup-memory one. `row_taps`:
-    /// the reduction's kernel rows are that many consecutive k reading consecutive input
-    /// columns, so the subgroup kernel's row-segment variant runs (its column step is the
-    /// stride for conv2d, 1 for a conv_transpose2d phase).
-    fn gemm_pass<'a>(
+    /// The packed-weight layout of the row-segment GEMM where it runs: `ConvAlgo::Gemm` on a
+    /// device with subgroups of at least 8 lanes, a reduction whose kernel rows are `row_taps`
+    /// (2 to 8) consecutive k reading consecutive input columns, and a column step (the stride
+    /// for conv2d, 1 for a conv_transpose2d phase) below the taps, where a segment of
+    /// `7·step + taps` loads beats `8·taps`.
+    fn rows_layout(
+        &self,
+        algo: ConvAlgo,
+        params: &GemmParams,
+        row_taps: Option<usize>,
+    ) -> Option<RowsLayout> {
+        let step = if params.mode == 0 { params.s_w } else { 1 };
+        let taps = row_taps.filter(|&t| (2..=MAX_ROW_TAPS).contains(&t) && (step as usize) < t)?;
+        (algo == ConvAlgo::Gemm && self.inner.subgroup_gemm && params.k > 0).then(|| {
+            let window = self.inner.uniform_vec4s.load(Ordering::Relaxed);
+            let m_tiles = params.m.div_ceil(ROWS_TILE[0]);
+            RowsLayout::new(
+                taps,
+                step,
+                params.k as usize,
+                m_tiles,
+                params.groups,
+                window,
+            )
+        })
+    }
+
+    /// The packed weights of `w` for layout `l` with im2col table `table`: the kept ones, or
+    /// a new buffer to pack into.
+    fn packed_weights(
+        &self,
+        op: &'static str,
+        w: &GpuTensor,
+        table: &Arc<GpuTensor<u32>>,
+        l: &RowsLayout,
+        p: &GemmParams,
+    ) -> Result<Packed> {
+        let key = [
+            l.taps, l.rows_pad, l.tiles, p.m, p.groups, p.mode, p.w_step, p.c_grp,
+        ];
+        let mut kept = self.inner.packed.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|e| e.weights.strong_count() > 0 && e.table.strong_count() > 0);
+        let found = kept.iter().find(|e| {
+            e.key == key
+                && std::ptr::eq(e.weights.as_ptr(), Arc::as_ptr(w.shared_buffer()))
+                && std::ptr::eq(e.table.as_ptr(), Arc::as_ptr(table))
+        });
+        if let Some(e) = found {
+            return Ok(Packed {
+                tensor: e.packed.clone(),
+                fresh: false,
+                key,
+            });
+        }
+        drop(kept);
+        Ok(Packed {
+            tensor: Arc::new(self.alloc(op, &[l.packed_len()])?),
+            fresh: true,
+            key,
+        })
+    }
+
+    /// Keeps `packed` (once its packing pass is recorded) for later calls.
+    fn keep_packed(&self, w: &GpuTensor, table: &Arc<GpuTensor<u32>>, packed: &Packed) {
+        if !packed.fresh {
+            return;
+        }
+        let mut kept = self.inner.packed.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= PACKED_KEPT {
+            kept.remove(0);
+        }
+        kept.push(PackedWeights {
+            weights: Arc::downgrade(w.shared_buffer()),
+            table: Arc::downgrade(table),
+            key: packed.key,
+            packed: packed.tensor.clone(),
+        });
+    }
+
+    /// The passes of the GEMM kernel for `params`: with a `rows` layout (from
+    /// [`Gpu::rows_layout`]) and its `packed` buffer, a pass packing the weights (where
+    /// `fresh`) and then the row-segment kernel's dispatches, a window each; else the subgroup kernel for
+    /// `ConvAlgo::Gemm` where the device has subgroups of at least 8 lanes, or the
+    /// workgroup-memory one. `buffers`: input, weights, bias, output, im2col table.
+    fn gemm_passes<'a>(
         &self,
         algo: ConvAlgo,
         params: GemmParams,
-        buffers: Vec<&'a wgpu::Buffer>,
-        row_taps: Option<usize>,
-    ) -> Pass<'a> {
-        let mut params = params;
-        let mut n = params.n;
-        let mut window = [0, 0];
-        let (kernel, tile) = if algo == ConvAlgo::Gemm && self.inner.subgroup_gemm {
-            let step = if params.mode == 0 { params.s_w } else { 1 };
-            match row_taps {
-                // A segment of 7·step + taps loads beats 8·taps loads when step < taps.
-                Some(taps @ 1..=MAX_ROW_TAPS) if (step as usize) < taps => {
-                    // Output rows padded to whole lanes of 8 columns.
-                    params.row_w = params.out_w.next_multiple_of(ROWS_TILE[1] / 8);
-                    n = params.out_h * params.row_w;
-                    window = [taps as u32, step];
-                    (Kernel::ConvGemmSgRows, ROWS_TILE)
-                }
-                _ => (Kernel::ConvGemmSg, SUBGROUP_TILE),
-            }
-        } else {
-            (Kernel::ConvGemm, [GEMM_TILE as u32; 2])
+        buffers: [&'a wgpu::Buffer; 5],
+        rows: Option<(RowsLayout, &'a wgpu::Buffer, bool)>,
+    ) -> Vec<Pass<'a>> {
+        let [x, w, bias, y, table] = buffers;
+        let Some((l, packed, fresh)) = rows else {
+            let (kernel, tile) = if algo == ConvAlgo::Gemm && self.inner.subgroup_gemm {
+                (Kernel::ConvGemmSg, SUBGROUP_TILE)
+            } else {
+                (Kernel::ConvGemm, [GEMM_TILE as u32; 2])
+            };
+            let params = GemmParams {
+                m_tiles: params.m.div_ceil(tile[0]),
+                n_tiles: params.n.div_ceil(tile[1]),
+                ..params
+            };
+            let buffers = buffers.to_vec();
+            return vec![Pass::tiled(kernel, &params, buffers, params.workgroups())];
         };
+        // Output rows padded to whole lanes of 8 columns.
+        let row_w = params.out_w.next_multiple_of(ROWS_TILE[1] / 8);
         let params = GemmParams {
-            m_tiles: params.m.div_ceil(tile[0]),
-            n_tiles: n.div_ceil(tile[1]),
+            row_w,
+            rows_pad: l.rows_pad,
+            m_tiles: params.m.div_ceil(ROWS_TILE[0]),
+            n_tiles: (params.out_h * row_w).div_ceil(ROWS_TILE[1]),
             ..params
         };
-        Pass {
-            window,
-            ..Pass::tiled(kernel, &params, buffers, params.workgroups())
+        let window = [l.taps, l.step];
+        let pack = Pass::new(
+            Kernel::ConvPackRows,
+            &params,
+            vec![w, table, packed],
+            (l.tiles * l.rows * l.row_vec4s) as usize,
+        );
+        let mut passes = Vec::new();
+        if fresh {
+            passes.push(Pass { window, ..pack });
         }
+        for row0 in (0..l.rows).step_by(l.rows_per_window as usize) {
+            for tile0 in (0..l.tiles).step_by(l.tiles_per_window as usize) {
+                let tiles = l.tiles_per_window.min(l.tiles - tile0);
+                let p = GemmParams {
+                    tile0,
+                    tiles,
+                    row0,
+                    row1: (row0 + l.rows_per_window).min(l.rows),
+                    accumulate: (row0 > 0) as u32,
+                    ..params
+                };
+                let groups = p.batch as u64 * tiles as u64 * p.n_tiles as u64;
+                let pass =
+                    Pass::tiled(Kernel::ConvGemmSgRows, &p, vec![x, bias, y, packed], groups);
+                passes.push(Pass {
+                    window,
+                    uniform_offset: ((tile0 * l.rows_pad + row0) * l.row_vec4s) as u64 * 16,
+                    ..pass
+                });
+            }
+        }
+        passes
     }
 
     /// `Err` unless the input, weight and bias all live on this `Gpu`.
@@ -464,16 +656,12 @@ impl Gpu {
     ) -> Result<()> {
         let op = "conv2d";
         let b = bias.map_or(self.dummy(), |b| b.buffer());
-        let buffers = vec![x.buffer(), w.buffer(), b, y.buffer()];
         let (m, n) = (g.c_out_per_group(), g.output[0] * g.output[1]);
         let k = g.c_in_per_group() * g.kernel[0] * g.kernel[1];
-        let table;
         let algo = algo.resolve(m, k, self.inner.subgroup_gemm, false);
-        let pass = match algo {
+        match algo {
             ConvAlgo::Gemm | ConvAlgo::GemmTiled => {
-                table = self.table(&k_table(g)?)?;
-                let mut buffers = buffers;
-                buffers.push(table.buffer());
+                let table = self.table(&k_table(g)?)?;
                 let params = GemmParams {
                     c_x: g.c_in as u32,
                     c_y: g.c_out as u32,
@@ -486,7 +674,17 @@ impl Gpu {
                     ..GemmParams::new(g, 0, m, n, k, bias.is_some())
                 };
                 let row_taps = (g.dilation[1] == 1).then_some(g.kernel[1]);
-                self.gemm_pass(algo, params, buffers, row_taps)
+                let rows = self.rows_layout(algo, &params, row_taps);
+                let packed = rows.map(|l| self.packed_weights(op, w, &table, &l, &params));
+                let packed = packed.transpose()?;
+                let buffers = [x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
+                let pk = packed.as_ref().map(|p| (p.tensor.buffer(), p.fresh));
+                let rows = rows.zip(pk).map(|(l, (t, fresh))| (l, t, fresh));
+                self.launch(op, &[], &self.gemm_passes(algo, params, buffers, rows))?;
+                if let Some(p) = &packed {
+                    self.keep_packed(w, &table, p);
+                }
+                Ok(())
             }
             _ => {
                 let params = ConvParams {
@@ -495,12 +693,8 @@ impl Gpu {
                 };
                 let [kw, sw] = [g.kernel[1], g.stride[1]];
                 let depthwise = g.c_in_per_group() == 1 && g.c_out_per_group() == 1;
-                if depthwise
-                    && g.dilation[1] == 1
-                    && sw < kw
-                    && kw <= MAX_ROW_TAPS
-                    && std::env::var_os("NODW").is_none()
-                {
+                let buffers = vec![x.buffer(), w.buffer(), b, y.buffer()];
+                let pass = if depthwise && g.dilation[1] == 1 && sw < kw && kw <= MAX_ROW_TAPS {
                     // Depthwise: 8 outputs of a row per invocation share their row segments.
                     let octets = g.output[1].div_ceil(8);
                     let params = ConvParams {
@@ -514,10 +708,10 @@ impl Gpu {
                     }
                 } else {
                     Pass::new(Kernel::Conv2d, &params, buffers, y.len())
-                }
+                };
+                self.launch(op, &[], &[pass])
             }
-        };
-        self.launch(op, &[], &[pass])
+        }
     }
 
     /// PyTorch's `conv_transpose2d` on the device, deterministic: a scatter-add with one pass
@@ -667,15 +861,33 @@ impl Gpu {
                 tables.push(self.table(&table)?);
             }
         }
-        let passes: Vec<_> = params
+        let rows: Vec<_> = params
+            .iter()
+            .zip(row_taps)
+            .map(|(p, taps)| self.rows_layout(algo, p, taps))
+            .collect();
+        let packed = rows
             .iter()
             .zip(&tables)
-            .zip(row_taps)
-            .map(|((params, table), taps)| {
-                let buffers = vec![x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
-                self.gemm_pass(algo, *params, buffers, taps)
+            .zip(&params)
+            .map(|((l, table), p)| {
+                l.map(|l| self.packed_weights(op, w, table, &l, p))
+                    .transpose()
             })
-            .collect();
-        self.launch(op, &[], &passes)
+            .collect::<Result<Vec<_>>>()?;
+        let mut passes = Vec::new();
+        for (((params, table), rows), packed) in params.iter().zip(&tables).zip(rows).zip(&packed) {
+            let buffers = [x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
+            let pk = packed.as_ref().map(|p| (p.tensor.buffer(), p.fresh));
+            let rows = rows.zip(pk).map(|(l, (t, fresh))| (l, t, fresh));
+            passes.extend(self.gemm_passes(algo, *params, buffers, rows));
+        }
+        self.launch(op, &[], &passes)?;
+        for (table, packed) in tables.iter().zip(&packed) {
+            if let Some(p) = packed {
+                self.keep_packed(w, table, p);
+            }
+        }
+        Ok(())
     }
 }

@@ -61,6 +61,7 @@ pub(crate) enum Kernel {
     ConvGemm,
     ConvGemmSg,
     ConvGemmSgRows,
+    ConvPackRows,
     ConvTransposeInit,
     ConvTransposeTap,
     MaxPool,
@@ -81,7 +82,7 @@ impl Kernel {
     /// (shader, entry point, storage bindings). Binding 0 is always the uniform params; the
     /// launcher passes the storage buffers in the order listed here.
     fn spec(self) -> (Shader, &'static str, &'static [Binding]) {
-        use Binding::{Read as R, Write as W};
+        use Binding::{Read as R, Uniform as U, Write as W};
         use Kernel::*;
         match self {
             Conv2d => (Shader::Conv2d, "conv2d", &[R(1), R(2), R(3), W(4)]),
@@ -95,8 +96,9 @@ impl Kernel {
             ConvGemmSgRows => (
                 Shader::ConvGemmSg,
                 "gemm_sg_rows",
-                &[R(1), R(2), R(3), W(4), R(5)],
+                &[R(1), R(3), W(4), U(6)],
             ),
+            ConvPackRows => (Shader::ConvGemmSg, "pack_rows", &[R(2), R(5), W(7)]),
             ConvTransposeInit => (Shader::ConvTranspose2d, "init_bias", &[R(3), W(4)]),
             ConvTransposeTap => (Shader::ConvTranspose2d, "scatter_tap", &[R(1), R(2), W(4)]),
             MaxPool => (Shader::Pool2d, "max_pool", &[R(1), W(2), W(3)]),
@@ -137,7 +139,9 @@ impl Kernel {
     /// the column step for the row-segment GEMM.
     fn overrides(self) -> [&'static str; 2] {
         match self {
-            Kernel::ConvGemmSgRows | Kernel::Conv2dRows => ["TAPS_W", "STEP_W"],
+            Kernel::ConvGemmSgRows | Kernel::ConvPackRows | Kernel::Conv2dRows => {
+                ["TAPS_W", "STEP_W"]
+            }
             _ => ["WIN_H", "WIN_W"],
         }
     }
@@ -148,17 +152,24 @@ impl Kernel {
     }
 }
 
-/// A storage binding of a kernel: its number and whether the kernel writes it.
+/// A buffer binding of a kernel besides the params: its number and whether the kernel writes
+/// it; `Uniform` is a read-only window of [`UNIFORM_WINDOW`] bytes at the pass's
+/// `uniform_offset`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Binding {
     Read(u32),
     Write(u32),
+    Uniform(u32),
 }
+
+/// Bytes of a `Binding::Uniform` window (the shaders declare `array<vec4<u32>, 4096>`): the
+/// least `max_uniform_buffer_binding_size` WebGPU allows.
+pub(crate) const UNIFORM_WINDOW: u64 = 65536;
 
 impl Binding {
     pub(crate) fn index(self) -> u32 {
         match self {
-            Binding::Read(i) | Binding::Write(i) => i,
+            Binding::Read(i) | Binding::Write(i) | Binding::Uniform(i) => i,
         }
     }
 }
@@ -220,8 +231,11 @@ impl PipelineCache {
             binding: b.index(),
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage {
-                    read_only: matches!(b, Binding::Read(_)),
+                ty: match b {
+                    Binding::Uniform(_) => wgpu::BufferBindingType::Uniform,
+                    _ => wgpu::BufferBindingType::Storage {
+                        read_only: matches!(b, Binding::Read(_)),
+                    },
                 },
                 has_dynamic_offset: false,
                 min_binding_size: None,

@@ -45,6 +45,9 @@ struct Inner {
     /// Workgroups per grid dimension before a dispatch is folded into two dimensions: the
     /// device's limit, lowered only by tests to exercise folding on small shapes.
     fold_limit: std::sync::atomic::AtomicU32,
+    /// vec4s of a uniform window one GEMM dispatch may use (see conv.rs `RowsLayout`): 4096,
+    /// lowered only by tests to exercise split dispatches on small shapes.
+    uniform_vec4s: std::sync::atomic::AtomicU32,
     /// Timestamp timers while `Gpu::profile` runs.
     profiler: profile::Profiler,
     /// Work recorded but not yet submitted: ops record into one command encoder, submitted by
@@ -58,6 +61,8 @@ struct Inner {
     subgroup_gemm: bool,
     /// The GEMM kernels' im2col tables on the device, by contents (see `Gpu::table`).
     tables: Mutex<std::collections::HashMap<Vec<u32>, Arc<GpuTensor<u32>>>>,
+    /// Packed weights of the row-segment GEMM, for later calls with the same weights.
+    packed: Mutex<Vec<conv::PackedWeights>>,
 }
 
 /// How many im2col tables `Gpu::table` keeps (it starts afresh when full).
@@ -132,6 +137,8 @@ pub(crate) struct Pass<'a> {
     pub params: Vec<u8>,
     pub buffers: Vec<&'a wgpu::Buffer>,
     pub workgroups: u64,
+    /// Where the kernel's `Binding::Uniform` window starts in its buffer.
+    pub uniform_offset: u64,
 }
 
 impl<'a> Pass<'a> {
@@ -159,6 +166,7 @@ impl<'a> Pass<'a> {
             params: bytemuck::bytes_of(params).to_vec(),
             buffers,
             workgroups,
+            uniform_offset: 0,
         }
     }
 }
@@ -242,12 +250,16 @@ impl Gpu {
                 lost,
                 dummy,
                 fold_limit: std::sync::atomic::AtomicU32::new(fold_limit),
+                uniform_vec4s: std::sync::atomic::AtomicU32::new(
+                    (kernels::UNIFORM_WINDOW / 16) as u32,
+                ),
                 profiler: Default::default(),
                 pending: Default::default(),
                 pool: Default::default(),
                 binding_limit: std::sync::atomic::AtomicU64::new(binding_limit),
                 subgroup_gemm,
                 tables: Default::default(),
+                packed: Default::default(),
             }),
         })
     }
@@ -286,6 +298,17 @@ impl Gpu {
         self.inner
             .fold_limit
             .store(limit.clamp(1, max), Ordering::Relaxed);
+    }
+
+    /// Lets one GEMM dispatch use only `vec4s` of its 4096-vec4 weight window (clamped to
+    /// `272..=4096`), so tests can exercise dispatches split by tiles and by kernel rows on
+    /// small shapes.
+    #[doc(hidden)]
+    pub fn set_uniform_window_for_tests(&self, vec4s: u32) {
+        let max = (kernels::UNIFORM_WINDOW / 16) as u32;
+        self.inner
+            .uniform_vec4s
+            .store(vec4s.clamp(272, max), Ordering::Relaxed);
     }
 
     /// Records into the pending command encoder (inside error scopes naming `op`); submits it
@@ -567,9 +590,19 @@ impl Gpu {
                     let bindings = p.kernel.bindings();
                     debug_assert_eq!(bindings.len(), p.buffers.len(), "{:?}", p.kernel);
                     for (slot, b) in bindings.iter().zip(&p.buffers) {
+                        let resource = match slot {
+                            kernels::Binding::Uniform(_) => {
+                                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: b,
+                                    offset: p.uniform_offset,
+                                    size: std::num::NonZeroU64::new(kernels::UNIFORM_WINDOW),
+                                })
+                            }
+                            _ => b.as_entire_binding(),
+                        };
                         entries.push(wgpu::BindGroupEntry {
                             binding: slot.index(),
-                            resource: b.as_entire_binding(),
+                            resource,
                         });
                     }
                     let bind = d.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -615,6 +648,11 @@ pub(crate) fn check_reach(
     Ok(())
 }
 
+/// Every device buffer's usage: storage, copies, and uniform windows (the row-segment GEMM's
+/// packed weights; one kind for all keeps the recycling pool simple).
 fn tensor_usage() -> wgpu::BufferUsages {
-    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+    wgpu::BufferUsages::STORAGE
+        | wgpu::BufferUsages::UNIFORM
+        | wgpu::BufferUsages::COPY_SRC
+        | wgpu::BufferUsages::COPY_DST
 }

@@ -91,8 +91,17 @@ impl<T: Element> GpuTensor<T> {
         &self.gpu
     }
 
-    /// The underlying buffer (at least 4 bytes; the first `len() * 4` are the elements).
+    /// The underlying buffer (at least 4 bytes; the first `len() * 4` are the elements), for
+    /// reading in your own passes. Do not write into it: ops take a tensor to be immutable
+    /// once made, and a convolution keeps a packed copy of its weights for later calls with
+    /// the same weight tensor.
     pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// The buffer's shared handle: its address names this tensor (and its clones) while any
+    /// of them lives.
+    pub(crate) fn shared_buffer(&self) -> &Arc<wgpu::Buffer> {
         &self.buffer
     }
 
