@@ -68,21 +68,52 @@ fn store_row(b: u32, g: u32, m: u32, n0: u32, v: vec4<f32>) {
     }
 }
 
-// Taps per kernel row, and input columns between a lane's neighbouring output columns, of
-// gemm_sg_rows (compiled in, so its loops unroll and the segment stays in registers).
+// Taps per kernel row of gemm_sg_rows, and (STEP_SHIFT) input columns between a lane's
+// neighbouring output columns plus 65536 × where a lane's row segment starts in its first
+// texel (0 to 3; the same for every lane and kernel row of a pass). Compiled in, so the
+// kernel's loops unroll and its segment stays in registers.
 override TAPS_W: u32 = 3u;
-override STEP_W: u32 = 1u;
+override STEP_SHIFT: u32 = 1u;
+
+fn step_w() -> u32 { return STEP_SHIFT & 0xffffu; }
+fn seg_shift() -> u32 { return STEP_SHIFT >> 16u; }
 
 // gemm_sg_rows' weights, packed by pack_rows (weights as f32 bits): per tile of 8 output
 // channels (group-major), per kernel row r (of p.rows_pad, a multiple of 16), slots() vec4s
 // per lane (the row's taps, zero-padded; zero for channels past p.m) and then one vec4, the
-// row's im2col entry (k_table of its first tap, i32 bits). The kernel reads a 64 KiB window of
+// row's im2col entry (k_table of its first tap, i32 bits, with .w its input channel within the
+// group, the texture layer offset). The kernel reads a 64 KiB window of
 // it as a uniform buffer: on lavapipe a lane's uniform-buffer load is a vector gather, and a
 // load at one address for the whole subgroup one scalar load, while every storage-buffer load
 // is a loop over the lanes (W1: 56 -> 37 ms). The host splits dispatches so that each one's
 // tiles and rows fit the window.
 @group(0) @binding(6) var<uniform> wu: array<vec4<u32>, 4096>;
 @group(0) @binding(7) var<storage, read_write> packed: array<vec4<u32>>;
+
+// gemm_sg_rows' input: x as an rgba32float texture array, one layer per (image, channel),
+// texel (i, y) holding columns 4i .. 4i + 3 of row y (zero past the row's end), written by
+// x_to_texture. On lavapipe a texel fetch is a vector gather of four values: a row segment
+// of 10 columns costs 3 or 4 fetches instead of 10 storage-buffer loops over the lanes.
+@group(0) @binding(8) var x_tex: texture_2d_array<f32>;
+@group(0) @binding(9) var x_out: texture_storage_2d_array<rgba32float, write>;
+
+// One invocation per texel of x_out (p.in_w columns per row, p.in_h rows, p.batch × p.c_x
+// layers).
+@compute @workgroup_size(64)
+fn x_to_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = flat_id(wid, nwg, lid);
+    let texels = (p.in_w + 3u) / 4u;
+    let row = i / texels; // (layer, y)
+    if (row >= p.batch * p.c_x * p.in_h) { return; }
+    let c0 = i % texels * 4u;
+    let base = row * p.in_w + c0;
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if (c0 + j < p.in_w) { v[j] = x[base + j]; }
+    }
+    textureStore(x_out, vec2<u32>(c0 / 4u, row % p.in_h), row / p.in_h, v);
+}
 
 // vec4s of taps per lane and kernel row.
 fn slots() -> u32 { return (TAPS_W + 3u) / 4u; }
@@ -107,7 +138,8 @@ fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     var t = vec4<i32>(0);
     if (info || p.mode == 1u) { t = k_table[k0]; }
     if (info) {
-        packed[out] = bitcast<vec4<u32>>(t);
+        let layer = u32(t.x) / (p.in_h * p.in_w);
+        packed[out] = vec4<u32>(bitcast<vec3<u32>>(t.xyz), layer);
         return;
     }
     let g = tile / p.m_tiles;
@@ -125,10 +157,9 @@ fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 // gemm_sg with one load per input column a lane reads in a kernel row, and 8 columns per
 // lane: the same K order, an 8 (m) × 64 (n) tile, for reductions whose kernel rows are TAPS_W
 // consecutive k that read consecutive input columns (conv2d with unit column dilation; a
-// conv_transpose2d phase whose column taps are one column apart). Each lane loads one row
-// segment of 7·STEP_W + TAPS_W values per kernel row and takes every tap's two B vectors from
-// it, instead of 8 loads per tap (3×3 stride 1: 10 loads instead of 24), and shares each A
-// shuffle between 8 columns. Sixteen vec4 accumulators (on lavapipe the second eight cost no
+// conv_transpose2d phase whose column taps are one column apart). Each lane fetches one row
+// segment of 7·step + TAPS_W values per kernel row (from x_tex) and takes every tap's two B
+// vectors from it, instead of 8 loads per tap, and shares each A shuffle between 8 columns. Sixteen vec4 accumulators (on lavapipe the second eight cost no
 // more than the loads they save). N is laid out with each output row padded to p.row_w (a
 // multiple of 8) columns, so a lane's 8 columns lie in one output row; padding columns are
 // computed, never stored. A dispatch runs tiles p.tile0 .. + p.tiles (of all groups' m tiles)
@@ -150,7 +181,7 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let row_ok = oy < p.out_h;
     let n0 = oy * p.out_w + ox;
     let o = column_origin(n0);
-    let x_base = i32((b * p.c_x + g * p.c_grp) * p.in_h * p.in_w);
+    let layer0 = b * p.c_x + g * p.c_grp;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -167,26 +198,33 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var bcc5 = vec4<f32>(0.0);
     var bcc6 = vec4<f32>(0.0);
     var bcc7 = vec4<f32>(0.0);
-    var seg: array<f32, 64>; // 7·STEP_W + TAPS_W ≤ 57
+    var seg: array<f32, 64>; // seg_shift() + 7·step + TAPS_W ≤ 60
     // The window's first vec4 is row p.row0 of tile p.tile0.
     let first = (tile - p.tile0) * p.rows_pad * row_vec4s();
     for (var r = p.row0; r < p.row1; r++) {
         let wr = first + (r - p.row0) * row_vec4s();
         let t = bitcast<vec4<i32>>(wu[wr + 8u * slots()]); // the same for every lane
         let iy = o.x + t.y;
-        let ix0 = o.y + t.z;
         let rin = row_ok && iy >= 0 && iy < i32(p.in_h);
-        let base = x_base + t.x + iy * i32(p.in_w) + ix0;
-        for (var j = 0u; j < 7u * STEP_W + TAPS_W; j++) {
-            let ix = ix0 + i32(j);
-            let inside = rin && ix >= 0 && ix < i32(p.in_w);
-            seg[j] = select(0.0, x[select(0u, u32(base + i32(j)), inside)], inside);
+        // The segment starts seg_shift() columns into texel tx0 (whole texels lie in or out).
+        let tx0 = (o.y + t.z - i32(seg_shift())) >> 2u;
+        let texels = i32((p.in_w + 3u) / 4u);
+        let layer = layer0 + u32(t.w);
+        for (var i = 0u; i < (seg_shift() + 7u * step_w() + TAPS_W + 3u) / 4u; i++) {
+            let tx = tx0 + i32(i);
+            let inside = rin && tx >= 0 && tx < texels;
+            let v = select(vec4<f32>(0.0), textureLoad(x_tex, vec2<i32>(tx, iy), layer, 0), inside);
+            seg[4u * i] = v.x;
+            seg[4u * i + 1u] = v.y;
+            seg[4u * i + 2u] = v.z;
+            seg[4u * i + 3u] = v.w;
         }
         let wa = bitcast<vec4<f32>>(wu[wr + lane * slots()]);
         let wb = bitcast<vec4<f32>>(wu[wr + lane * slots() + slots() - 1u]);
         for (var c = 0u; c < TAPS_W; c++) {
             let a = select(wb[c & 3u], wa[c & 3u], c < 4u);
-            let bv = vec4<f32>(seg[c], seg[c + STEP_W], seg[c + 2u * STEP_W], seg[c + 3u * STEP_W]);
+            let j = seg_shift() + c;
+            let bv = vec4<f32>(seg[j], seg[j + step_w()], seg[j + 2u * step_w()], seg[j + 3u * step_w()]);
             acc0 += subgroupShuffle(a, 0u) * bv;
             acc1 += subgroupShuffle(a, 1u) * bv;
             acc2 += subgroupShuffle(a, 2u) * bv;
@@ -195,7 +233,7 @@ fn gemm_sg_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             acc5 += subgroupShuffle(a, 5u) * bv;
             acc6 += subgroupShuffle(a, 6u) * bv;
             acc7 += subgroupShuffle(a, 7u) * bv;
-            let bw = vec4<f32>(seg[c + 4u * STEP_W], seg[c + 5u * STEP_W], seg[c + 6u * STEP_W], seg[c + 7u * STEP_W]);
+            let bw = vec4<f32>(seg[j + 4u * step_w()], seg[j + 5u * step_w()], seg[j + 6u * step_w()], seg[j + 7u * step_w()]);
             bcc0 += subgroupShuffle(a, 0u) * bw;
             bcc1 += subgroupShuffle(a, 1u) * bw;
             bcc2 += subgroupShuffle(a, 2u) * bw;

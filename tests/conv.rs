@@ -1022,3 +1022,28 @@ fn packed_weights_follow_the_weight_tensor() {
         }
     }
 }
+
+#[test]
+fn row_segment_gemm_past_the_texture_limits() {
+    // The row-segment GEMM stages its input in a texture array, one layer per (image,
+    // channel); past the device's layer limit the subgroup GEMM runs instead, as correct.
+    let Some(gpu) = gpu() else { return };
+    let layers = gpu.limits().max_texture_array_layers as usize;
+    let mut rng = Rng::new(2049);
+    let spec = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    let (x, w) = (
+        rng.tensor([1, layers + 1, 3, 4]),
+        rng.tensor([3, layers + 1, 3, 3]),
+    );
+    let want = cpu::conv2d(&x, &w, None, &spec).unwrap();
+    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+    let got = gpu
+        .conv2d_with(&gx, &gw, None, &spec, ConvAlgo::Gemm)
+        .unwrap()
+        .download()
+        .unwrap();
+    assert_close("past the layer limit", &got, &want, 1e-4, 1e-4);
+}

@@ -134,9 +134,11 @@ const MAX_ROW_TAPS: usize = 8;
 /// are laid out and split into dispatches whose tiles and kernel rows fit one uniform window.
 #[derive(Debug, Clone, Copy)]
 struct RowsLayout {
-    /// Taps per kernel row and column step (the shader's TAPS_W and STEP_W).
+    /// Taps per kernel row and column step, and where a lane's row segment starts in its first
+    /// texel (the shader's TAPS_W and STEP_SHIFT).
     taps: u32,
     step: u32,
+    shift: u32,
     /// Kernel rows (`k / taps`) and, padded to a multiple of 16, per tile in the buffer.
     rows: u32,
     rows_pad: u32,
@@ -151,7 +153,8 @@ struct RowsLayout {
 
 impl RowsLayout {
     /// `window`: vec4s a dispatch may read (4096, fewer in tests); at least 16 rows' worth.
-    fn new(taps: usize, step: u32, k: usize, m_tiles: u32, groups: u32, window: u32) -> Self {
+    /// `tiles`: of 8 output channels, all groups'.
+    fn new(taps: usize, step: u32, shift: u32, k: usize, tiles: u32, window: u32) -> Self {
         let rows = (k / taps) as u32;
         let rows_pad = rows.next_multiple_of(16);
         let row_vec4s = 8 * (taps as u32).div_ceil(4) + 1;
@@ -165,10 +168,11 @@ impl RowsLayout {
         RowsLayout {
             taps: taps as u32,
             step,
+            shift,
             rows,
             rows_pad,
             row_vec4s,
-            tiles: m_tiles * groups,
+            tiles,
             tiles_per_window,
             rows_per_window,
         }
@@ -179,6 +183,31 @@ impl RowsLayout {
     fn packed_len(&self) -> usize {
         (self.tiles * self.rows_pad * self.row_vec4s) as usize * 4 + (UNIFORM_WINDOW / 4) as usize
     }
+
+    /// The override constants [TAPS_W, STEP_SHIFT].
+    fn constants(&self) -> [u32; 2] {
+        [self.taps, self.step | self.shift << 16]
+    }
+}
+
+/// The input texture of the row-segment GEMM's passes: its size for `params`.
+fn x_texture_size(params: &GemmParams) -> wgpu::Extent3d {
+    wgpu::Extent3d {
+        width: params.in_w.div_ceil(4),
+        height: params.in_h,
+        depth_or_array_layers: params.batch * params.c_x,
+    }
+}
+
+/// What the row-segment GEMM's passes use besides the GEMM's buffers.
+#[derive(Clone, Copy)]
+struct RowsRun<'a> {
+    layout: RowsLayout,
+    /// The packed weights, and whether this call packs them.
+    packed: &'a wgpu::Buffer,
+    fresh: bool,
+    /// The input staged by `x_to_texture`.
+    x: &'a wgpu::TextureView,
 }
 
 /// A weight tensor packed for the row-segment GEMM with one im2col table, kept while both
@@ -327,8 +356,10 @@ pub enum ConvAlgo {
     /// the `GemmTiled` kernel on lavapipe); elsewhere it is `GemmTiled`. Where a kernel row's
     /// taps read consecutive input columns (conv2d with column dilation 1 and a kernel 2 to 8
     /// wide, wider than its column stride; conv_transpose2d phases with 2 to 8 column taps one
-    /// input column apart), a variant of the subgroup kernel takes all of a row's taps from one input
-    /// row segment per lane.
+    /// input column apart), a variant of the subgroup kernel takes all of a row's taps from one
+    /// input row segment per lane, the input staged in a texture array and the weights packed
+    /// into uniform windows (kept for later calls with the same weight tensor), unless the
+    /// input has more images × channels than the device's texture array layers.
     Gemm,
     /// The implicit GEMM through workgroup memory: 32×32 outputs per 64-lane workgroup, 4×4 per
     /// invocation, operands staged 32 deep with vec4 loads. Runs on every device.
@@ -362,26 +393,29 @@ impl Gpu {
     /// device with subgroups of at least 8 lanes, a reduction whose kernel rows are `row_taps`
     /// (2 to 8) consecutive k reading consecutive input columns, and a column step (the stride
     /// for conv2d, 1 for a conv_transpose2d phase) below the taps, where a segment of
-    /// `7·step + taps` loads beats `8·taps`.
+    /// `7·step + taps` loads beats `8·taps`. `col0`: the column offset of a kernel row's first
+    /// tap (the same for every row).
     fn rows_layout(
         &self,
         algo: ConvAlgo,
         params: &GemmParams,
         row_taps: Option<usize>,
+        col0: i64,
     ) -> Option<RowsLayout> {
         let step = if params.mode == 0 { params.s_w } else { 1 };
         let taps = row_taps.filter(|&t| (2..=MAX_ROW_TAPS).contains(&t) && (step as usize) < t)?;
         (algo == ConvAlgo::Gemm && self.inner.subgroup_gemm && params.k > 0).then(|| {
             let window = self.inner.uniform_vec4s.load(Ordering::Relaxed);
-            let m_tiles = params.m.div_ceil(ROWS_TILE[0]);
-            RowsLayout::new(
-                taps,
-                step,
-                params.k as usize,
-                m_tiles,
-                params.groups,
-                window,
-            )
+            let tiles = params.m.div_ceil(ROWS_TILE[0]) * params.groups;
+            // A lane's first output column is a multiple of 8: its segment starts at
+            // 8·i·step − p_w + col0 (conv2d) or 8·i + col0 (a transposed phase).
+            let pad = if params.mode == 0 {
+                params.p_w as i64
+            } else {
+                0
+            };
+            let shift = (col0 - pad).rem_euclid(4) as u32;
+            RowsLayout::new(taps, step, shift, params.k as usize, tiles, window)
         })
     }
 
@@ -420,6 +454,22 @@ impl Gpu {
         })
     }
 
+    /// The pass staging `x` in `texture` for the row-segment GEMM (`params`' input geometry).
+    fn x_to_texture<'a>(
+        &self,
+        params: &GemmParams,
+        x: &'a wgpu::Buffer,
+        texture: &'a wgpu::TextureView,
+    ) -> Pass<'a> {
+        let size = x_texture_size(params);
+        let texels =
+            size.width as usize * size.height as usize * size.depth_or_array_layers as usize;
+        Pass {
+            texture: Some(texture),
+            ..Pass::new(Kernel::XToTexture, params, vec![x], texels)
+        }
+    }
+
     /// Keeps `packed` (once its packing pass is recorded) for later calls.
     fn keep_packed(&self, w: &GpuTensor, table: &Arc<GpuTensor<u32>>, packed: &Packed) {
         if !packed.fresh {
@@ -447,10 +497,16 @@ impl Gpu {
         algo: ConvAlgo,
         params: GemmParams,
         buffers: [&'a wgpu::Buffer; 5],
-        rows: Option<(RowsLayout, &'a wgpu::Buffer, bool)>,
+        rows: Option<RowsRun<'a>>,
     ) -> Vec<Pass<'a>> {
-        let [x, w, bias, y, table] = buffers;
-        let Some((l, packed, fresh)) = rows else {
+        let [_, w, bias, y, table] = buffers;
+        let Some(RowsRun {
+            layout: l,
+            packed,
+            fresh,
+            x,
+        }) = rows
+        else {
             let (kernel, tile) = if algo == ConvAlgo::Gemm && self.inner.subgroup_gemm {
                 (Kernel::ConvGemmSg, SUBGROUP_TILE)
             } else {
@@ -473,7 +529,7 @@ impl Gpu {
             n_tiles: (params.out_h * row_w).div_ceil(ROWS_TILE[1]),
             ..params
         };
-        let window = [l.taps, l.step];
+        let window = l.constants();
         let pack = Pass::new(
             Kernel::ConvPackRows,
             &params,
@@ -496,11 +552,11 @@ impl Gpu {
                     ..params
                 };
                 let groups = p.batch as u64 * tiles as u64 * p.n_tiles as u64;
-                let pass =
-                    Pass::tiled(Kernel::ConvGemmSgRows, &p, vec![x, bias, y, packed], groups);
+                let pass = Pass::tiled(Kernel::ConvGemmSgRows, &p, vec![bias, y, packed], groups);
                 passes.push(Pass {
                     window,
                     uniform_offset: ((tile0 * l.rows_pad + row0) * l.row_vec4s) as u64 * 16,
+                    texture: Some(x),
                     ..pass
                 });
             }
@@ -674,13 +730,28 @@ impl Gpu {
                     ..GemmParams::new(g, 0, m, n, k, bias.is_some())
                 };
                 let row_taps = (g.dilation[1] == 1).then_some(g.kernel[1]);
-                let rows = self.rows_layout(algo, &params, row_taps);
+                let mut rows = self.rows_layout(algo, &params, row_taps, 0);
+                let tex = match rows {
+                    Some(_) => self.x_texture(op, x_texture_size(&params))?,
+                    None => None,
+                };
+                rows = rows.filter(|_| tex.is_some());
                 let packed = rows.map(|l| self.packed_weights(op, w, &table, &l, &params));
                 let packed = packed.transpose()?;
                 let buffers = [x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
-                let pk = packed.as_ref().map(|p| (p.tensor.buffer(), p.fresh));
-                let rows = rows.zip(pk).map(|(l, (t, fresh))| (l, t, fresh));
-                self.launch(op, &[], &self.gemm_passes(algo, params, buffers, rows))?;
+                let mut passes = Vec::new();
+                let mut run = None;
+                if let (Some(layout), Some(p), Some(t)) = (rows, &packed, &tex) {
+                    passes.push(self.x_to_texture(&params, x.buffer(), &t.view));
+                    run = Some(RowsRun {
+                        layout,
+                        packed: p.tensor.buffer(),
+                        fresh: p.fresh,
+                        x: &t.view,
+                    });
+                }
+                passes.extend(self.gemm_passes(algo, params, buffers, run));
+                self.launch(op, &[], &passes)?;
                 if let Some(p) = &packed {
                     self.keep_packed(w, &table, p);
                 }
@@ -841,7 +912,8 @@ impl Gpu {
                 ];
                 let (table, taps, w_step) =
                     phase_table(g, [py, px], [pad_h, g.pad_before[1] as i64])?;
-                row_taps.push(taps);
+                // The column offset of a row's first tap (i32 bits).
+                row_taps.push((taps, table.data()[2] as i32 as i64));
                 let (n, k) = (grid[0] * grid[1], table.shape()[0] - 1);
                 params.push(GemmParams {
                     c_x: g.c_out as u32,
@@ -861,11 +933,19 @@ impl Gpu {
                 tables.push(self.table(&table)?);
             }
         }
-        let rows: Vec<_> = params
+        let mut rows: Vec<_> = params
             .iter()
             .zip(row_taps)
-            .map(|(p, taps)| self.rows_layout(algo, p, taps))
+            .map(|(p, (taps, col0))| self.rows_layout(algo, p, taps, col0))
             .collect();
+        // Every phase reads the same input: staged once, in one texture.
+        let tex = match rows.iter().any(Option::is_some) {
+            true => self.x_texture(op, x_texture_size(&params[0]))?,
+            false => None,
+        };
+        if tex.is_none() {
+            rows.iter_mut().for_each(|l| *l = None);
+        }
         let packed = rows
             .iter()
             .zip(&tables)
@@ -876,11 +956,21 @@ impl Gpu {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut passes = Vec::new();
+        if let Some(t) = &tex {
+            passes.push(self.x_to_texture(&params[0], x.buffer(), &t.view));
+        }
         for (((params, table), rows), packed) in params.iter().zip(&tables).zip(rows).zip(&packed) {
             let buffers = [x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
-            let pk = packed.as_ref().map(|p| (p.tensor.buffer(), p.fresh));
-            let rows = rows.zip(pk).map(|(l, (t, fresh))| (l, t, fresh));
-            passes.extend(self.gemm_passes(algo, *params, buffers, rows));
+            let run = match (rows, packed, &tex) {
+                (Some(layout), Some(p), Some(t)) => Some(RowsRun {
+                    layout,
+                    packed: p.tensor.buffer(),
+                    fresh: p.fresh,
+                    x: &t.view,
+                }),
+                _ => None,
+            };
+            passes.extend(self.gemm_passes(algo, *params, buffers, run));
         }
         self.launch(op, &[], &passes)?;
         for (table, packed) in tables.iter().zip(&packed) {

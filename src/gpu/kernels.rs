@@ -62,6 +62,7 @@ pub(crate) enum Kernel {
     ConvGemmSg,
     ConvGemmSgRows,
     ConvPackRows,
+    XToTexture,
     ConvTransposeInit,
     ConvTransposeTap,
     MaxPool,
@@ -82,7 +83,7 @@ impl Kernel {
     /// (shader, entry point, storage bindings). Binding 0 is always the uniform params; the
     /// launcher passes the storage buffers in the order listed here.
     fn spec(self) -> (Shader, &'static str, &'static [Binding]) {
-        use Binding::{Read as R, Uniform as U, Write as W};
+        use Binding::{Read as R, StorageTexture as S, Texture as T, Uniform as U, Write as W};
         use Kernel::*;
         match self {
             Conv2d => (Shader::Conv2d, "conv2d", &[R(1), R(2), R(3), W(4)]),
@@ -96,8 +97,9 @@ impl Kernel {
             ConvGemmSgRows => (
                 Shader::ConvGemmSg,
                 "gemm_sg_rows",
-                &[R(1), R(3), W(4), U(6)],
+                &[R(3), W(4), U(6), T(8)],
             ),
+            XToTexture => (Shader::ConvGemmSg, "x_to_texture", &[R(1), S(9)]),
             ConvPackRows => (Shader::ConvGemmSg, "pack_rows", &[R(2), R(5), W(7)]),
             ConvTransposeInit => (Shader::ConvTranspose2d, "init_bias", &[R(3), W(4)]),
             ConvTransposeTap => (Shader::ConvTranspose2d, "scatter_tap", &[R(1), R(2), W(4)]),
@@ -139,9 +141,8 @@ impl Kernel {
     /// the column step for the row-segment GEMM.
     fn overrides(self) -> [&'static str; 2] {
         match self {
-            Kernel::ConvGemmSgRows | Kernel::ConvPackRows | Kernel::Conv2dRows => {
-                ["TAPS_W", "STEP_W"]
-            }
+            Kernel::ConvGemmSgRows | Kernel::ConvPackRows => ["TAPS_W", "STEP_SHIFT"],
+            Kernel::Conv2dRows => ["TAPS_W", "STEP_W"],
             _ => ["WIN_H", "WIN_W"],
         }
     }
@@ -152,24 +153,34 @@ impl Kernel {
     }
 }
 
-/// A buffer binding of a kernel besides the params: its number and whether the kernel writes
-/// it; `Uniform` is a read-only window of [`UNIFORM_WINDOW`] bytes at the pass's
-/// `uniform_offset`.
+/// A binding of a kernel besides the params: its number and kind. `Read`, `Write`: a storage
+/// buffer; `Uniform`: a read-only window of [`UNIFORM_WINDOW`] bytes of a buffer at the pass's
+/// `uniform_offset`; `Texture`, `StorageTexture`: the pass's texture (an rgba32float 2-D
+/// array), read by `textureLoad` or written by `textureStore`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Binding {
     Read(u32),
     Write(u32),
     Uniform(u32),
+    Texture(u32),
+    StorageTexture(u32),
 }
 
 /// Bytes of a `Binding::Uniform` window (the shaders declare `array<vec4<u32>, 4096>`): the
 /// least `max_uniform_buffer_binding_size` WebGPU allows.
 pub(crate) const UNIFORM_WINDOW: u64 = 65536;
 
+/// The format of a `Binding::Texture` or `Binding::StorageTexture`: four f32 per texel.
+pub(crate) const X_TEXTURE_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba32Float;
+
 impl Binding {
     pub(crate) fn index(self) -> u32 {
         match self {
-            Binding::Read(i) | Binding::Write(i) | Binding::Uniform(i) => i,
+            Binding::Read(i)
+            | Binding::Write(i)
+            | Binding::Uniform(i)
+            | Binding::Texture(i)
+            | Binding::StorageTexture(i) => i,
         }
     }
 }
@@ -227,18 +238,28 @@ impl PipelineCache {
                 }))
             })
             .clone();
+        let buffer = |ty| wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
         let storage = |b: &Binding| wgpu::BindGroupLayoutEntry {
             binding: b.index(),
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: match b {
-                    Binding::Uniform(_) => wgpu::BufferBindingType::Uniform,
-                    _ => wgpu::BufferBindingType::Storage {
-                        read_only: matches!(b, Binding::Read(_)),
-                    },
+            ty: match b {
+                Binding::Read(_) => buffer(wgpu::BufferBindingType::Storage { read_only: true }),
+                Binding::Write(_) => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
+                Binding::Uniform(_) => buffer(wgpu::BufferBindingType::Uniform),
+                Binding::Texture(_) => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                    multisampled: false,
                 },
-                has_dynamic_offset: false,
-                min_binding_size: None,
+                Binding::StorageTexture(_) => wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: X_TEXTURE_FORMAT,
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                },
             },
             count: None,
         };

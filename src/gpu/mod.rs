@@ -63,7 +63,19 @@ struct Inner {
     tables: Mutex<std::collections::HashMap<Vec<u32>, Arc<GpuTensor<u32>>>>,
     /// Packed weights of the row-segment GEMM, for later calls with the same weights.
     packed: Mutex<Vec<conv::PackedWeights>>,
+    /// The row-segment GEMM's input textures, by size (see `Gpu::x_texture`).
+    textures: Mutex<Vec<Arc<XTexture>>>,
 }
+
+/// An rgba32float 2-D array texture and its view.
+pub(crate) struct XTexture {
+    pub size: wgpu::Extent3d,
+    pub _texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+}
+
+/// How many input textures `Gpu::x_texture` keeps (the oldest goes first).
+const TEXTURES_KEPT: usize = 4;
 
 /// How many im2col tables `Gpu::table` keeps (it starts afresh when full).
 const TABLES_KEPT: usize = 64;
@@ -139,6 +151,8 @@ pub(crate) struct Pass<'a> {
     pub workgroups: u64,
     /// Where the kernel's `Binding::Uniform` window starts in its buffer.
     pub uniform_offset: u64,
+    /// The kernel's `Binding::Texture` or `Binding::StorageTexture`.
+    pub texture: Option<&'a wgpu::TextureView>,
 }
 
 impl<'a> Pass<'a> {
@@ -167,6 +181,7 @@ impl<'a> Pass<'a> {
             buffers,
             workgroups,
             uniform_offset: 0,
+            texture: None,
         }
     }
 }
@@ -260,6 +275,7 @@ impl Gpu {
                 subgroup_gemm,
                 tables: Default::default(),
                 packed: Default::default(),
+                textures: Default::default(),
             }),
         })
     }
@@ -376,6 +392,57 @@ impl Gpu {
         let t = Arc::new(self.upload(table)?);
         tables.insert(table.data().to_vec(), t.clone());
         Ok(t)
+    }
+
+    /// An rgba32float 2-D array texture of `size` to stage a kernel's input in: a kept one of
+    /// that size (work on one queue runs in order, so each use sees its own contents), or a
+    /// new one. `None` when the device's texture limits do not allow the size.
+    pub(crate) fn x_texture(
+        &self,
+        op: &'static str,
+        size: wgpu::Extent3d,
+    ) -> Result<Option<Arc<XTexture>>> {
+        let l = &self.inner.limits;
+        if size.width > l.max_texture_dimension_2d
+            || size.height > l.max_texture_dimension_2d
+            || size.depth_or_array_layers > l.max_texture_array_layers
+        {
+            return Ok(None);
+        }
+        let mut kept = self
+            .inner
+            .textures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = kept.iter().find(|t| t.size == size) {
+            return Ok(Some(t.clone()));
+        }
+        let texture = self.scoped(op, || {
+            self.inner.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some("convpool input texture"),
+                size,
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: kernels::X_TEXTURE_FORMAT,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+                view_formats: &[],
+            })
+        })?;
+        let view = texture.create_view(&wgpu::TextureViewDescriptor {
+            dimension: Some(wgpu::TextureViewDimension::D2Array),
+            ..Default::default()
+        });
+        let t = Arc::new(XTexture {
+            size,
+            _texture: texture,
+            view,
+        });
+        if kept.len() >= TEXTURES_KEPT {
+            kept.remove(0);
+        }
+        kept.push(t.clone());
+        Ok(Some(t))
     }
 
     /// Copies a host tensor to the device.
@@ -545,6 +612,21 @@ impl Gpu {
                     ),
                 ));
             }
+            let (mut buffers, mut textures) = (0, 0);
+            for b in p.kernel.bindings() {
+                match b {
+                    kernels::Binding::Texture(_) | kernels::Binding::StorageTexture(_) => {
+                        textures += 1
+                    }
+                    _ => buffers += 1,
+                }
+            }
+            if buffers != p.buffers.len() || (textures > 0) != p.texture.is_some() {
+                return Err(Error::Gpu {
+                    op,
+                    msg: format!("internal: {:?} given the wrong resources", p.kernel),
+                });
+            }
             grids.push(self.grid(op, p.workgroups)?);
             uniforms.resize(uniforms.len().next_multiple_of(align), 0);
             offsets.push(uniforms.len() as u64);
@@ -587,18 +669,20 @@ impl Gpu {
                             size: std::num::NonZeroU64::new(p.params.len() as u64),
                         }),
                     }];
-                    let bindings = p.kernel.bindings();
-                    debug_assert_eq!(bindings.len(), p.buffers.len(), "{:?}", p.kernel);
-                    for (slot, b) in bindings.iter().zip(&p.buffers) {
-                        let resource = match slot {
-                            kernels::Binding::Uniform(_) => {
-                                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                    buffer: b,
-                                    offset: p.uniform_offset,
-                                    size: std::num::NonZeroU64::new(kernels::UNIFORM_WINDOW),
-                                })
+                    let mut buffers = p.buffers.iter();
+                    for slot in p.kernel.bindings() {
+                        use kernels::Binding::*;
+                        // Counted against the bindings above.
+                        let resource = match (slot, p.texture) {
+                            (Texture(_) | StorageTexture(_), Some(view)) => {
+                                wgpu::BindingResource::TextureView(view)
                             }
-                            _ => b.as_entire_binding(),
+                            (Uniform(_), _) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: buffers.next().expect("checked"),
+                                offset: p.uniform_offset,
+                                size: std::num::NonZeroU64::new(kernels::UNIFORM_WINDOW),
+                            }),
+                            _ => buffers.next().expect("checked").as_entire_binding(),
                         };
                         entries.push(wgpu::BindGroupEntry {
                             binding: slot.index(),
