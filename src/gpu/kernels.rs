@@ -15,6 +15,7 @@ enum Shader {
     ConvGemmSg,
     ConvTranspose2d,
     Pool2d,
+    PoolQuad,
     Unpool2d,
 }
 
@@ -44,6 +45,11 @@ impl Shader {
                 include_str!("../../shaders/pool_common.wgsl"),
                 include_str!("../../shaders/pool2d.wgsl")
             ),
+            Shader::PoolQuad => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/pool_common.wgsl"),
+                include_str!("../../shaders/pool_quad.wgsl")
+            ),
             Shader::Unpool2d => concat!(
                 include_str!("../../shaders/common.wgsl"),
                 include_str!("../../shaders/pool_common.wgsl"),
@@ -67,6 +73,8 @@ pub(crate) enum Kernel {
     ConvTransposeTap,
     MaxPool,
     AvgPool,
+    MaxPoolQuad,
+    AvgPoolQuad,
     StochasticPool,
     StochasticExpectation,
     CheckIndices,
@@ -105,6 +113,8 @@ impl Kernel {
             ConvTransposeTap => (Shader::ConvTranspose2d, "scatter_tap", &[R(1), R(2), W(4)]),
             MaxPool => (Shader::Pool2d, "max_pool", &[R(1), W(2), W(3)]),
             AvgPool => (Shader::Pool2d, "avg_pool", &[R(1), W(2)]),
+            MaxPoolQuad => (Shader::PoolQuad, "max_pool_quad", &[R(1), W(2), W(3)]),
+            AvgPoolQuad => (Shader::PoolQuad, "avg_pool_quad", &[R(1), W(2)]),
             StochasticPool => (Shader::Pool2d, "stochastic_pool", &[R(1), W(2), W(3)]),
             StochasticExpectation => (Shader::Pool2d, "stochastic_expectation", &[R(1), W(2)]),
             CheckIndices => (Shader::Unpool2d, "check_indices", &[R(2), W(4)]),
@@ -143,6 +153,7 @@ impl Kernel {
         match self {
             Kernel::ConvGemmSgRows | Kernel::ConvPackRows => ["TAPS_W", "STEP_SHIFT"],
             Kernel::Conv2dRows => ["TAPS_W", "STEP_W"],
+            Kernel::MaxPoolQuad | Kernel::AvgPoolQuad => ["WIN_H", "QUAD_W"],
             _ => ["WIN_H", "WIN_W"],
         }
     }

@@ -5,7 +5,7 @@ use super::chunk::{Band, Chunks, Planes, Reach, RowAxis};
 use super::divide::magic;
 use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::{ensure, Error, Result};
-use crate::gpu::kernels::{Kernel, MAX_COMPILED_WINDOW};
+use crate::gpu::kernels::{Kernel, MAX_COMPILED_WINDOW, WORKGROUP};
 use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
 use crate::tensor::{dims4, Tensor};
 
@@ -115,6 +115,28 @@ fn pool_pass<'a>(
         },
         ..Pass::new(kernel, &params, buffers, threads)
     }
+}
+
+/// The four-outputs-per-invocation variant of max or average pooling (shaders/pool_quad.wgsl)
+/// and its compiled-in constants [WIN_H, QUAD_W], where it runs: input and output rows a
+/// multiple of 4 wide (so segments and outputs are whole vec4s), a window of at most 8×8, and
+/// a segment of at most 36 values per kernel row.
+fn quad_kernel(kernel: Kernel, p: &PoolParams) -> Option<(Kernel, [u32; 2])> {
+    let quad = match kernel {
+        Kernel::MaxPool => Kernel::MaxPoolQuad,
+        Kernel::AvgPool => Kernel::AvgPoolQuad,
+        _ => return None,
+    };
+    let small = [p.k_h, p.k_w]
+        .iter()
+        .all(|&k| (1..=MAX_COMPILED_WINDOW as u32).contains(&k));
+    // Quads start at output column 4i, input column 4i·s_w − p_w: this far into a vec4.
+    let shift = (4 - p.p_w % 4) % 4;
+    let seg = shift as u64 + 3 * p.s_w as u64 + (p.k_w as u64 - 1) * p.d_w as u64 + 1;
+    (small && p.in_w.is_multiple_of(4) && p.out_w.is_multiple_of(4) && seg <= 36).then(|| {
+        let packed = p.k_w | p.s_w << 8 | p.d_w << 16 | shift << 24;
+        (quad, [p.k_h, packed])
+    })
 }
 
 impl Gpu {
@@ -229,7 +251,16 @@ impl Gpu {
     ) -> Result<()> {
         let mut buffers = vec![x.buffer(), vals.buffer()];
         buffers.extend(idx.map(GpuTensor::buffer));
-        self.launch(op, &[], &[pool_pass(kernel, params, buffers, vals.len())])
+        let mut pass = pool_pass(kernel, params, buffers, vals.len());
+        if let Some((quad, window)) = quad_kernel(kernel, &params) {
+            pass = Pass {
+                kernel: quad,
+                window,
+                workgroups: (vals.len() / 4).div_ceil(WORKGROUP as usize) as u64,
+                ..pass
+            };
+        }
+        self.launch(op, &[], &[pass])
     }
 
     /// PyTorch's `max_pool2d(..., return_indices=True)`; see [`crate::cpu::max_pool2d`].
