@@ -2,59 +2,17 @@
 
 mod common;
 
-use common::{assert_close, assert_exact, random_case, random_transpose_case, sweep, Rng};
-use convpool::{cpu, fast, Conv2d, ConvTranspose2d, Padding, Pool2d};
-
-fn pad(p: usize) -> Conv2d {
-    Conv2d {
-        padding: Padding::uniform(p),
-        ..Default::default()
-    }
-}
+use common::{
+    assert_close, assert_exact, fixed_conv_cases, random_case, random_transpose_case, sum_atol,
+    sweep, Rng,
+};
+use convpool::{cpu, fast, ConvTranspose2d, Pool2d};
 
 #[test]
 fn fast_conv2d_matches_the_reference() {
     let mut rng = Rng::new(1);
     let mut cases: Vec<_> = (0..40).map(|_| random_case(&mut rng)).collect();
-    cases.extend([
-        ([2, 16, 9, 9], [24, 16, 1, 1], Conv2d::default(), true), // 1×1: input read directly
-        (
-            [1, 8, 12, 11],
-            [8, 1, 3, 3],
-            Conv2d {
-                groups: 8,
-                padding: Padding::Same,
-                ..Default::default()
-            },
-            true,
-        ),
-        (
-            [2, 6, 15, 13],
-            [10, 3, 5, 3],
-            Conv2d {
-                groups: 2,
-                stride: [2, 3],
-                dilation: [2, 1],
-                padding: Padding::Full,
-            },
-            false,
-        ),
-        // Bands of output rows (about 256 columns each, the last one shorter), one task each.
-        ([1, 3, 30, 29], [5, 3, 3, 3], pad(1), true),
-        ([2, 4, 20, 20], [6, 4, 1, 1], Conv2d::default(), true), // 1×1 read directly, banded
-        ([1, 300, 12, 10], [1, 300, 3, 3], pad(1), true),        // a long reduction: narrower bands
-        // One image, one band: lowered whole, the product split over chunks of output channels.
-        ([1, 8, 6, 6], [70, 8, 3, 3], pad(1), true),
-        (
-            [1, 8, 6, 7],
-            [70, 4, 3, 2],
-            Conv2d {
-                groups: 2,
-                ..pad(1)
-            },
-            true,
-        ),
-    ]);
+    cases.extend(fixed_conv_cases());
     for (i, (xs, ws, spec, with_bias)) in cases.into_iter().enumerate() {
         let (x, w) = (rng.tensor(xs), rng.tensor(ws));
         let b = with_bias.then(|| rng.tensor([ws[0]]));
@@ -64,7 +22,7 @@ fn fast_conv2d_matches_the_reference() {
             &format!("case {i}: {xs:?} {ws:?} {spec:?}"),
             &got,
             &want,
-            1e-5,
+            sum_atol(ws[1] * ws[2] * ws[3]),
             1e-4,
         );
         assert_exact(
@@ -115,7 +73,7 @@ fn fast_conv_transpose2d_matches_the_reference() {
             &format!("case {i}: {xs:?} {ws:?} {spec:?}"),
             &got,
             &want,
-            1e-5,
+            sum_atol(ws[1] * ws[2] * ws[3]),
             1e-4,
         );
         assert_exact(
