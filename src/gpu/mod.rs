@@ -119,11 +119,51 @@ impl BufferPool {
     }
 }
 
-/// The command encoder that ops record into, and how many ops it holds.
+/// The command encoder that ops record into, the compute pass left open in it for the next
+/// op's dispatches, and how many ops it holds.
 #[derive(Default)]
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
+    /// Consecutive ops' dispatches share one compute pass: on lavapipe each pass costs about
+    /// 34 µs of its own (a one-dispatch pass 50 µs, a dispatch in a shared pass 16 µs). wgpu
+    /// orders the dispatches within it by their resource uses, as it does across passes.
+    /// Ended before anything else is recorded in the encoder and before it is finished.
+    pass: Option<wgpu::ComputePass<'static>>,
     ops: usize,
+}
+
+impl Pending {
+    /// The encoder, with the open pass (if any) ended.
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("convpool"),
+            })
+        })
+    }
+
+    /// The open compute pass, begun if none is.
+    fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let pass = self
+                .encoder(device)
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("convpool"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            self.pass = Some(pass);
+        }
+        self.pass.as_mut().expect("just set")
+    }
+
+    /// The finished encoder, if anything was recorded.
+    fn finish(&mut self) -> Option<wgpu::CommandBuffer> {
+        self.pass = None;
+        self.ops = 0;
+        self.encoder.take().map(wgpu::CommandEncoder::finish)
+    }
 }
 
 /// Ops recorded before the pending encoder is submitted even if nobody waits: keeps the device
@@ -334,20 +374,32 @@ impl Gpu {
         op: &'static str,
         f: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> Result<()> {
+        self.record_with(op, |p, d| f(p.encoder(d)))
+    }
+
+    /// Records dispatches into the pending encoder's shared compute pass (see [`Pending`]),
+    /// like [`Gpu::record`]. A validation error of a dispatch surfaces when the pass ends, in
+    /// the call that ends it: such errors are internal ones (ops check their inputs first).
+    pub(crate) fn record_dispatches(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut wgpu::ComputePass<'static>),
+    ) -> Result<()> {
+        self.record_with(op, |p, d| f(p.pass(d)))
+    }
+
+    fn record_with(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Pending, &wgpu::Device),
+    ) -> Result<()> {
         let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let d = &self.inner.device;
         self.scoped(op, || {
-            let encoder = pending.encoder.get_or_insert_with(|| {
-                d.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("convpool"),
-                })
-            });
-            f(encoder);
+            f(&mut pending, &self.inner.device);
             pending.ops += 1;
             if pending.ops >= FLUSH_EVERY {
-                pending.ops = 0;
-                if let Some(e) = pending.encoder.take() {
-                    self.inner.queue.submit([e.finish()]);
+                if let Some(commands) = pending.finish() {
+                    self.inner.queue.submit([commands]);
                 }
             }
         })
@@ -356,12 +408,10 @@ impl Gpu {
     /// Submits everything recorded so far, without waiting for it.
     pub fn flush(&self) -> Result<()> {
         let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.ops = 0;
-        let Some(encoder) = pending.encoder.take() else {
-            return Ok(());
-        };
         self.scoped("flush", || {
-            self.inner.queue.submit([encoder.finish()]);
+            if let Some(commands) = pending.finish() {
+                self.inner.queue.submit([commands]);
+            }
         })
     }
 
@@ -633,8 +683,8 @@ impl Gpu {
             uniforms.extend_from_slice(&p.params);
         }
         let d = &self.inner.device;
-        self.record(op, |encoder| {
-            let params = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let params = || {
+            d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("convpool params"),
                 contents: if uniforms.is_empty() {
                     &[0; 16]
@@ -642,11 +692,20 @@ impl Gpu {
                     &uniforms
                 },
                 usage: wgpu::BufferUsages::UNIFORM,
+            })
+        };
+        let timer = self.inner.profiler.timer(d);
+        if clear.is_empty() && timer.is_none() {
+            // Into the pass left open by the previous op (see `Pending`).
+            return self.record_dispatches(op, |cpass| {
+                self.dispatch(op, cpass, passes, &params(), &offsets, &grids)
             });
+        }
+        self.record(op, |encoder| {
+            let params = params();
             for b in clear {
                 encoder.clear_buffer(b, 0, None);
             }
-            let timer = self.inner.profiler.timer(d);
             {
                 let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(op),
@@ -656,53 +715,68 @@ impl Gpu {
                         end_of_pass_write_index: Some(1),
                     }),
                 });
-                for ((p, &offset), &(x, y, z)) in passes.iter().zip(&offsets).zip(&grids) {
-                    if p.workgroups == 0 {
-                        continue;
-                    }
-                    let pipe = self.inner.cache.get(d, p.kernel, p.window);
-                    let mut entries = vec![wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &params,
-                            offset,
-                            size: std::num::NonZeroU64::new(p.params.len() as u64),
-                        }),
-                    }];
-                    let mut buffers = p.buffers.iter();
-                    for slot in p.kernel.bindings() {
-                        use kernels::Binding::*;
-                        // Counted against the bindings above.
-                        let resource = match (slot, p.texture) {
-                            (Texture(_) | StorageTexture(_), Some(view)) => {
-                                wgpu::BindingResource::TextureView(view)
-                            }
-                            (Uniform(_), _) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: buffers.next().expect("checked"),
-                                offset: p.uniform_offset,
-                                size: std::num::NonZeroU64::new(kernels::UNIFORM_WINDOW),
-                            }),
-                            _ => buffers.next().expect("checked").as_entire_binding(),
-                        };
-                        entries.push(wgpu::BindGroupEntry {
-                            binding: slot.index(),
-                            resource,
-                        });
-                    }
-                    let bind = d.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(op),
-                        layout: &pipe.layout,
-                        entries: &entries,
-                    });
-                    cpass.set_pipeline(&pipe.pipeline);
-                    cpass.set_bind_group(0, &bind, &[]);
-                    cpass.dispatch_workgroups(x, y, z);
-                }
+                self.dispatch(op, &mut cpass, passes, &params, &offsets, &grids);
             }
             if let Some(t) = timer {
                 self.inner.profiler.finish(encoder, t);
             }
         })
+    }
+
+    /// Records `passes` into `cpass`: pipeline, bind group (params at `offsets` in `params`,
+    /// resources checked by `launch`) and dispatch of `grids` workgroups each.
+    fn dispatch(
+        &self,
+        op: &'static str,
+        cpass: &mut wgpu::ComputePass<'_>,
+        passes: &[Pass<'_>],
+        params: &wgpu::Buffer,
+        offsets: &[u64],
+        grids: &[(u32, u32, u32)],
+    ) {
+        let d = &self.inner.device;
+        for ((p, &offset), &(x, y, z)) in passes.iter().zip(offsets).zip(grids) {
+            if p.workgroups == 0 {
+                continue;
+            }
+            let pipe = self.inner.cache.get(d, p.kernel, p.window);
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: params,
+                    offset,
+                    size: std::num::NonZeroU64::new(p.params.len() as u64),
+                }),
+            }];
+            let mut buffers = p.buffers.iter();
+            for slot in p.kernel.bindings() {
+                use kernels::Binding::*;
+                // Counted against the bindings in `launch`.
+                let resource = match (slot, p.texture) {
+                    (Texture(_) | StorageTexture(_), Some(view)) => {
+                        wgpu::BindingResource::TextureView(view)
+                    }
+                    (Uniform(_), _) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buffers.next().expect("checked"),
+                        offset: p.uniform_offset,
+                        size: std::num::NonZeroU64::new(kernels::UNIFORM_WINDOW),
+                    }),
+                    _ => buffers.next().expect("checked").as_entire_binding(),
+                };
+                entries.push(wgpu::BindGroupEntry {
+                    binding: slot.index(),
+                    resource,
+                });
+            }
+            let bind = d.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(op),
+                layout: &pipe.layout,
+                entries: &entries,
+            });
+            cpass.set_pipeline(&pipe.pipeline);
+            cpass.set_bind_group(0, &bind, &[]);
+            cpass.dispatch_workgroups(x, y, z);
+        }
     }
 }
 
