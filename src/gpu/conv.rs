@@ -130,6 +130,17 @@ const ROWS_TILE: [u32; 2] = [8, 64];
 /// (its segment, `7·step + taps` values, stays in registers).
 const MAX_ROW_TAPS: usize = 8;
 
+/// `ConvAlgo::Auto` runs the row-segment GEMM from this many multiply-adds: below, its extra
+/// dispatch (staging the input texture, about 16 µs on lavapipe) costs more than it saves over
+/// the plain subgroup GEMM (break-even near 58,000 on lavapipe; a chain of small ops).
+const ROWS_MIN_MACS: usize = 1 << 16;
+
+/// Multiply-adds of the forward convolution `g` (the same for its transposed one).
+fn macs(g: &ConvGeometry) -> usize {
+    let taps = g.kernel[0] * g.kernel[1];
+    g.n * g.c_out * g.output[0] * g.output[1] * g.c_in_per_group() * taps
+}
+
 /// How the row-segment GEMM's packed weights (see `pack_rows` in shaders/conv_gemm_sg.wgsl)
 /// are laid out and split into dispatches whose tiles and kernel rows fit one uniform window.
 #[derive(Debug, Clone, Copy)]
@@ -340,7 +351,9 @@ pub enum ConvAlgo {
     /// channels per group; elsewhere `GemmTiled` for conv2d with at least 32 output channels
     /// per group and a reduction (`C_in/groups·kH·kW`) of at least 64, for conv_transpose2d
     /// with at least 16 and a per-phase reduction (`C_in/groups·kH·kW/(s_h·s_w)`) of at least
-    /// 32; `Direct` otherwise (measured on lavapipe; see BENCHMARKS.md).
+    /// 32; `Direct` otherwise (measured on lavapipe; see BENCHMARKS.md). Within `Gemm`, the
+    /// row-segment variant only from 65,536 multiply-adds (below, its extra staging dispatch
+    /// costs more than it saves; `Gemm` itself always takes it where it applies).
     #[default]
     Auto,
     /// conv2d: one invocation per output element; for depthwise layers (one input and one
@@ -393,18 +406,20 @@ impl Gpu {
     /// device with subgroups of at least 8 lanes, a reduction whose kernel rows are `row_taps`
     /// (2 to 8) consecutive k reading consecutive input columns, and a column step (the stride
     /// for conv2d, 1 for a conv_transpose2d phase) below the taps, where a segment of
-    /// `7·step + taps` loads beats `8·taps`. `col0`: the column offset of a kernel row's first
-    /// tap (the same for every row).
+    /// `7·step + taps` loads beats `8·taps`; and unless `rows_ok` is false (`Auto` on a layer
+    /// of fewer than [`ROWS_MIN_MACS`] multiply-adds). `col0`: the column offset of a kernel
+    /// row's first tap (the same for every row).
     fn rows_layout(
         &self,
         algo: ConvAlgo,
+        rows_ok: bool,
         params: &GemmParams,
         row_taps: Option<usize>,
         col0: i64,
     ) -> Option<RowsLayout> {
         let step = if params.mode == 0 { params.s_w } else { 1 };
         let taps = row_taps.filter(|&t| (2..=MAX_ROW_TAPS).contains(&t) && (step as usize) < t)?;
-        (algo == ConvAlgo::Gemm && self.inner.subgroup_gemm && params.k > 0).then(|| {
+        (rows_ok && algo == ConvAlgo::Gemm && self.inner.subgroup_gemm && params.k > 0).then(|| {
             let window = self.inner.uniform_vec4s.load(Ordering::Relaxed);
             let tiles = params.m.div_ceil(ROWS_TILE[0]) * params.groups;
             // A lane's first output column is a multiple of 8: its segment starts at
@@ -714,6 +729,7 @@ impl Gpu {
         let b = bias.map_or(self.dummy(), |b| b.buffer());
         let (m, n) = (g.c_out_per_group(), g.output[0] * g.output[1]);
         let k = g.c_in_per_group() * g.kernel[0] * g.kernel[1];
+        let rows_ok = algo != ConvAlgo::Auto || macs(g) >= ROWS_MIN_MACS;
         let algo = algo.resolve(m, k, self.inner.subgroup_gemm, false);
         match algo {
             ConvAlgo::Gemm | ConvAlgo::GemmTiled => {
@@ -730,7 +746,7 @@ impl Gpu {
                     ..GemmParams::new(g, 0, m, n, k, bias.is_some())
                 };
                 let row_taps = (g.dilation[1] == 1).then_some(g.kernel[1]);
-                let mut rows = self.rows_layout(algo, &params, row_taps, 0);
+                let mut rows = self.rows_layout(algo, rows_ok, &params, row_taps, 0);
                 let tex = match rows {
                     Some(_) => self.x_texture(op, x_texture_size(&params))?,
                     None => None,
@@ -851,9 +867,10 @@ impl Gpu {
         let b = bias.map_or(self.dummy(), |b| b.buffer());
         let taps = (g.kernel[0] * g.kernel[1] / (g.stride[0] * g.stride[1])).max(1);
         let (m, k) = (g.c_in_per_group(), g.c_out_per_group() * taps);
+        let rows_ok = algo != ConvAlgo::Auto || macs(g) >= ROWS_MIN_MACS;
         let algo = algo.resolve(m, k, self.inner.subgroup_gemm, true);
         if algo != ConvAlgo::Direct {
-            return self.conv_transpose_phases(x, w, bias, g, pad_h, algo, y);
+            return self.conv_transpose_phases(x, w, bias, g, pad_h, (algo, rows_ok), y);
         }
         let mut passes = vec![Pass::new(
             Kernel::ConvTransposeInit,
@@ -894,7 +911,7 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         g: &ConvGeometry,
         pad_h: i64,
-        algo: ConvAlgo,
+        (algo, rows_ok): (ConvAlgo, bool),
         y: &GpuTensor,
     ) -> Result<()> {
         let op = "conv_transpose2d";
@@ -936,7 +953,7 @@ impl Gpu {
         let mut rows: Vec<_> = params
             .iter()
             .zip(row_taps)
-            .map(|(p, (taps, col0))| self.rows_layout(algo, p, taps, col0))
+            .map(|(p, (taps, col0))| self.rows_layout(algo, rows_ok, p, taps, col0))
             .collect();
         // Every phase reads the same input: staged once, in one texture.
         let tex = match rows.iter().any(Option::is_some) {
