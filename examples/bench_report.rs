@@ -39,19 +39,26 @@ fn stats(mut t: Vec<f64>) -> (f64, f64, f64) {
     (t[t.len() / 2], t[0], t[t.len() - 1])
 }
 
-/// Times `f` `reps` times after `warm` warm-up runs; milliseconds.
+/// Times `f` after `warm` warm-up runs, at least `reps` times and until the runs add up to
+/// [`CELL_MS`] (at most [`MAX_RUNS`] runs): a cell of a fraction of a millisecond gets enough
+/// runs that a passing hiccup of the machine does not move its median. Milliseconds.
 fn time(warm: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     for _ in 0..warm {
         f()?;
     }
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f()?;
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        })
-        .collect()
+    let mut t = Vec::new();
+    while t.len() < reps || (t.iter().sum::<f64>() < CELL_MS && t.len() < MAX_RUNS) {
+        let start = Instant::now();
+        f()?;
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(t)
 }
+
+/// Timed runs of a cell add up to at least this many milliseconds (unless [`MAX_RUNS`]).
+const CELL_MS: f64 = 100.0;
+/// At most this many timed runs per cell.
+const MAX_RUNS: usize = 101;
 
 /// The 10-op chain: conv → max_pool → max_unpool → avg_pool → avg_unpool → conv_transpose →
 /// conv → max_pool → max_unpool → conv_transpose, on `x` `[1, C, S, S]`. With `sync`, each op's
@@ -252,7 +259,7 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let threads = rayon::current_num_threads();
     let (warm, reps) = if a.quick { (1, 3) } else { (2, 7) };
-    println!("convpool bench_report: GPU adapter {adapter}; CPU {cpu_name}, {threads} threads; {reps} runs per cell{}", if a.quick { " (quick)" } else { "" });
+    println!("convpool bench_report: GPU adapter {adapter}; CPU {cpu_name}, {threads} threads; at least {reps} runs per cell{}", if a.quick { " (quick)" } else { "" });
     let mut rows = Vec::new();
     // The pooling workloads (GB/s) run first: on lavapipe, once a kernel that binds a texture
     // (the row-segment conv GEMM) has run on a device, its timestamps stop bracketing later
@@ -356,7 +363,7 @@ fn main() -> Result<()> {
         chain_line = format!("Chaining, 10 ops (conv, max_pool, max_unpool, avg_pool, avg_unpool, conv_transpose, conv, max_pool, max_unpool, conv_transpose), median of {n}: {}.", parts.join("; "));
         println!("{chain_line}");
     }
-    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. {reps} timed runs per cell (cpu-ref: {}), medians.", if a.quick { 1 } else { 3 });
+    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {}) and {CELL_MS} ms of them (at most {MAX_RUNS} runs), medians.", if a.quick { 1 } else { 3 });
     if let Some(path) = &a.json {
         std::fs::write(
             path,
