@@ -210,6 +210,17 @@ fn x_texture_size(params: &GemmParams) -> wgpu::Extent3d {
     }
 }
 
+/// One GEMM of a launch: conv2d's, or one stride phase of conv_transpose2d.
+struct GemmPhase {
+    params: GemmParams,
+    /// The im2col table (conv2d) or the phase's table (conv_transpose2d).
+    table: Arc<GpuTensor<u32>>,
+    /// Taps per kernel row read from consecutive input columns, where they are, and the
+    /// column offset of a kernel row's first tap (see [`Gpu::rows_layout`]).
+    row_taps: Option<usize>,
+    col0: i64,
+}
+
 /// What the row-segment GEMM's passes use besides the GEMM's buffers.
 #[derive(Clone, Copy)]
 struct RowsRun<'a> {
@@ -504,8 +515,8 @@ impl Gpu {
 
     /// The passes of the GEMM kernel for `params`: with a `rows` layout (from
     /// [`Gpu::rows_layout`]) and its `packed` buffer, a pass packing the weights (where
-    /// `fresh`) and then the row-segment kernel's dispatches, a window each; else the subgroup kernel for
-    /// `ConvAlgo::Gemm` where the device has subgroups of at least 8 lanes, or the
+    /// `fresh`) and then the row-segment kernel's dispatches, a window each; else the subgroup
+    /// kernel for `ConvAlgo::Gemm` where the device has subgroups of at least 8 lanes, or the
     /// workgroup-memory one. `buffers`: input, weights, bias, output, im2col table.
     fn gemm_passes<'a>(
         &self,
@@ -545,14 +556,10 @@ impl Gpu {
             ..params
         };
         let window = l.constants();
-        let pack = Pass::new(
-            Kernel::ConvPackRows,
-            &params,
-            vec![w, table, packed],
-            (l.tiles * l.rows * l.row_vec4s) as usize,
-        );
         let mut passes = Vec::new();
         if fresh {
+            let packs = (l.tiles * l.rows * l.row_vec4s) as usize;
+            let pack = Pass::new(Kernel::ConvPackRows, &params, vec![w, table, packed], packs);
             passes.push(Pass { window, ..pack });
         }
         for row0 in (0..l.rows).step_by(l.rows_per_window as usize) {
@@ -745,33 +752,13 @@ impl Gpu {
                     c_grp: g.c_in_per_group() as u32,
                     ..GemmParams::new(g, 0, m, n, k, bias.is_some())
                 };
-                let row_taps = (g.dilation[1] == 1).then_some(g.kernel[1]);
-                let mut rows = self.rows_layout(algo, rows_ok, &params, row_taps, 0);
-                let tex = match rows {
-                    Some(_) => self.x_texture(op, x_texture_size(&params))?,
-                    None => None,
+                let phase = GemmPhase {
+                    params,
+                    table,
+                    row_taps: (g.dilation[1] == 1).then_some(g.kernel[1]),
+                    col0: 0, // a kernel row's first tap: kx = 0
                 };
-                rows = rows.filter(|_| tex.is_some());
-                let packed = rows.map(|l| self.packed_weights(op, w, &table, &l, &params));
-                let packed = packed.transpose()?;
-                let buffers = [x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
-                let mut passes = Vec::new();
-                let mut run = None;
-                if let (Some(layout), Some(p), Some(t)) = (rows, &packed, &tex) {
-                    passes.push(self.x_to_texture(&params, x.buffer(), &t.view));
-                    run = Some(RowsRun {
-                        layout,
-                        packed: p.tensor.buffer(),
-                        fresh: p.fresh,
-                        x: &t.view,
-                    });
-                }
-                passes.extend(self.gemm_passes(algo, params, buffers, run));
-                self.launch(op, &[], &passes)?;
-                if let Some(p) = &packed {
-                    self.keep_packed(w, &table, p);
-                }
-                Ok(())
+                self.gemm_launch(op, [x, w, y], b, (algo, rows_ok), vec![phase])
             }
             _ => {
                 let params = ConvParams {
@@ -918,9 +905,7 @@ impl Gpu {
         let b = bias.map_or(self.dummy(), |b| b.buffer());
         let [s_h, s_w] = g.stride;
         let m = g.c_in_per_group(); // our output channels per group
-        let mut tables = Vec::new();
-        let mut params = Vec::new();
-        let mut row_taps = Vec::new();
+        let mut phases = Vec::new();
         for py in 0..s_h.min(g.input[0]) {
             for px in 0..s_w.min(g.input[1]) {
                 let grid = [
@@ -929,35 +914,53 @@ impl Gpu {
                 ];
                 let (table, taps, w_step) =
                     phase_table(g, [py, px], [pad_h, g.pad_before[1] as i64])?;
-                // The column offset of a row's first tap (i32 bits).
-                row_taps.push((taps, table.data()[2] as i32 as i64));
                 let (n, k) = (grid[0] * grid[1], table.shape()[0] - 1);
-                params.push(GemmParams {
-                    c_x: g.c_out as u32,
-                    c_y: g.c_in as u32,
-                    in_h: g.output[0] as u32,
-                    in_w: g.output[1] as u32,
-                    out_h: grid[0] as u32,
-                    out_w: grid[1] as u32,
-                    tap_y: py as u32,
-                    tap_x: px as u32,
-                    w_step: w_step as u32,
-                    c_grp: g.c_out_per_group() as u32,
-                    y_h: g.input[0] as u32,
-                    y_w: g.input[1] as u32,
-                    ..GemmParams::new(g, 1, m, n, k, bias.is_some())
+                phases.push(GemmPhase {
+                    params: GemmParams {
+                        c_x: g.c_out as u32,
+                        c_y: g.c_in as u32,
+                        in_h: g.output[0] as u32,
+                        in_w: g.output[1] as u32,
+                        out_h: grid[0] as u32,
+                        out_w: grid[1] as u32,
+                        tap_y: py as u32,
+                        tap_x: px as u32,
+                        w_step: w_step as u32,
+                        c_grp: g.c_out_per_group() as u32,
+                        y_h: g.input[0] as u32,
+                        y_w: g.input[1] as u32,
+                        ..GemmParams::new(g, 1, m, n, k, bias.is_some())
+                    },
+                    row_taps: taps,
+                    // The column offset of a row's first tap (i32 bits).
+                    col0: table.data()[2] as i32 as i64,
+                    table: self.table(&table)?,
                 });
-                tables.push(self.table(&table)?);
             }
         }
-        let mut rows: Vec<_> = params
+        self.gemm_launch(op, [x, w, y], b, (algo, rows_ok), phases)
+    }
+
+    /// Launches the GEMM passes of `phases` (one for conv2d, one per stride phase for
+    /// conv_transpose2d) over input `x`, weights `w`, output `y` and bias buffer `b`. Where
+    /// the row-segment GEMM runs (see [`Gpu::rows_layout`]), the input is staged once in one
+    /// texture for every phase and each phase's packed weights are found among those kept or
+    /// packed by this launch (and kept once it is recorded).
+    fn gemm_launch(
+        &self,
+        op: &'static str,
+        [x, w, y]: [&GpuTensor; 3],
+        b: &wgpu::Buffer,
+        (algo, rows_ok): (ConvAlgo, bool),
+        phases: Vec<GemmPhase>,
+    ) -> Result<()> {
+        let mut rows: Vec<_> = phases
             .iter()
-            .zip(row_taps)
-            .map(|(p, (taps, col0))| self.rows_layout(algo, rows_ok, p, taps, col0))
+            .map(|ph| self.rows_layout(algo, rows_ok, &ph.params, ph.row_taps, ph.col0))
             .collect();
         // Every phase reads the same input: staged once, in one texture.
         let tex = match rows.iter().any(Option::is_some) {
-            true => self.x_texture(op, x_texture_size(&params[0]))?,
+            true => self.x_texture(op, x_texture_size(&phases[0].params))?,
             false => None,
         };
         if tex.is_none() {
@@ -965,19 +968,18 @@ impl Gpu {
         }
         let packed = rows
             .iter()
-            .zip(&tables)
-            .zip(&params)
-            .map(|((l, table), p)| {
-                l.map(|l| self.packed_weights(op, w, table, &l, p))
+            .zip(&phases)
+            .map(|(l, ph)| {
+                l.map(|l| self.packed_weights(op, w, &ph.table, &l, &ph.params))
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
         let mut passes = Vec::new();
         if let Some(t) = &tex {
-            passes.push(self.x_to_texture(&params[0], x.buffer(), &t.view));
+            passes.push(self.x_to_texture(&phases[0].params, x.buffer(), &t.view));
         }
-        for (((params, table), rows), packed) in params.iter().zip(&tables).zip(rows).zip(&packed) {
-            let buffers = [x.buffer(), w.buffer(), b, y.buffer(), table.buffer()];
+        for ((ph, rows), packed) in phases.iter().zip(rows).zip(&packed) {
+            let buffers = [x.buffer(), w.buffer(), b, y.buffer(), ph.table.buffer()];
             let run = match (rows, packed, &tex) {
                 (Some(layout), Some(p), Some(t)) => Some(RowsRun {
                     layout,
@@ -987,12 +989,12 @@ impl Gpu {
                 }),
                 _ => None,
             };
-            passes.extend(self.gemm_passes(algo, *params, buffers, run));
+            passes.extend(self.gemm_passes(algo, ph.params, buffers, run));
         }
         self.launch(op, &[], &passes)?;
-        for (table, packed) in tables.iter().zip(&packed) {
+        for (ph, packed) in phases.iter().zip(&packed) {
             if let Some(p) = packed {
-                self.keep_packed(w, table, p);
+                self.keep_packed(w, &ph.table, p);
             }
         }
         Ok(())
