@@ -9,8 +9,6 @@
 @group(0) @binding(2) var<storage, read_write> vals: array<f32>;
 @group(0) @binding(3) var<storage, read_write> idx: array<u32>;
 
-const NONE: u32 = 0xffffffffu;
-
 // Tap (ky, kx) of `win`: whether it lies inside the input, its flat position in the plane
 // (0 outside), and its value (0 outside; the load then reads element 0 of the bound input).
 struct Tap { ok: bool, pos: u32, v: f32 }
@@ -31,21 +29,15 @@ fn max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (o >= p.total) { return; }
     let win = window_of(o);
     let base = win.plane * p.in_h * p.in_w;
-    var best = bitcast<f32>(0xff800000u); // -inf
-    var arg = NONE;
+    var m = Max(bitcast<f32>(0xff800000u), NONE); // -inf
     for (var ky = 0u; ky < win_h(); ky++) {
         for (var kx = 0u; kx < win_w(); kx++) {
             let t = tap(win, base, ky, kx);
-            // PyTorch: the index starts at the first in-bounds tap; a strictly greater value
-            // (so the first maximum wins ties) or any NaN takes over.
-            arg = select(arg, t.pos, t.ok && arg == NONE);
-            let better = t.ok && (t.v > best || is_nan(t.v));
-            best = select(best, t.v, better);
-            arg = select(arg, t.pos, better);
+            m = max_tap(m, t.ok, t.v, t.pos);
         }
     }
-    vals[o] = best;
-    idx[o] = arg;
+    vals[o] = m.v;
+    idx[o] = m.at;
 }
 
 @compute @workgroup_size(64)

@@ -26,6 +26,21 @@ override WIN_W: u32 = 0u;
 fn win_h() -> u32 { return select(p.k_h, WIN_H, WIN_H != 0u); }
 fn win_w() -> u32 { return select(p.k_w, WIN_W, WIN_W != 0u); }
 
+// No position (yet).
+const NONE: u32 = 0xffffffffu;
+
+// The running maximum of max_pool2d's tap walk and its position.
+struct Max { v: f32, at: u32 }
+
+// Folds tap (in bounds: `ok`) of value `v` at `pos` into `m`, as PyTorch: the position starts
+// at the first in-bounds tap; a strictly greater value (so the first maximum wins ties) or
+// any NaN takes over. Start from Max(-inf, NONE).
+fn max_tap(m: Max, ok: bool, v: f32, pos: u32) -> Max {
+    let at = select(m.at, pos, ok && m.at == NONE);
+    let better = ok && (v > m.v || is_nan(v));
+    return Max(select(m.v, v, better), select(at, pos, better));
+}
+
 // A pooled element: its plane, its global row and column, and the global input coordinates of
 // its window's first tap. `o` is the element's flat position in the bound pooled tensor.
 struct Window { plane: u32, oy: u32, ox: u32, y0: i32, x0: i32 }

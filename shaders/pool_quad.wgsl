@@ -9,8 +9,6 @@
 @group(0) @binding(2) var<storage, read_write> vals4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> idx4: array<vec4<u32>>;
 
-const NONE: u32 = 0xffffffffu;
-
 // The window's column geometry, compiled in so the loops unroll and the segment stays in
 // registers: k_w | s_w << 8 | d_w << 16 | shift << 24, where shift (0 to 3) is how far into
 // its first vec4 a quad's segment starts (quads start at output columns 4i, so it is the same
@@ -66,11 +64,9 @@ fn max_pool_quad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                 let ok = row_ok && xx >= 0 && xx < i32(p.in_w);
                 let pos = select(0u, u32(yy) * p.in_w + u32(xx), ok);
                 let v = select(0.0, s.v[q_shift() + col], ok);
-                // As max_pool: the first in-bounds tap, then strictly greater or NaN.
-                arg[j] = select(arg[j], pos, ok && arg[j] == NONE);
-                let better = ok && (v > best[j] || is_nan(v));
-                best[j] = select(best[j], v, better);
-                arg[j] = select(arg[j], pos, better);
+                let m = max_tap(Max(best[j], arg[j]), ok, v, pos);
+                best[j] = m.v;
+                arg[j] = m.at;
             }
         }
     }
