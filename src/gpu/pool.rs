@@ -90,6 +90,15 @@ impl PoolParams {
     }
 }
 
+impl PoolParams {
+    /// Whether the window is small enough to compile into a pipeline.
+    fn compiled_window(&self) -> bool {
+        [self.k_h, self.k_w]
+            .iter()
+            .all(|&k| (1..=MAX_COMPILED_WINDOW as u32).contains(&k))
+    }
+}
+
 /// A pass of a pooling kernel, with the `fast_div` magics of `params`' sizes filled in and,
 /// for the kernels that walk windows, a small window size compiled into the pipeline.
 fn pool_pass<'a>(
@@ -104,11 +113,8 @@ fn pool_pass<'a>(
         magics: divisors.map(|d| magic(d as usize)),
         ..params
     };
-    let small = [p.k_h, p.k_w]
-        .iter()
-        .all(|&k| (1..=MAX_COMPILED_WINDOW as u32).contains(&k));
     Pass {
-        window: if kernel.walks_windows() && small {
+        window: if kernel.walks_windows() && p.compiled_window() {
             [p.k_h, p.k_w]
         } else {
             [0, 0]
@@ -127,16 +133,14 @@ fn quad_kernel(kernel: Kernel, p: &PoolParams) -> Option<(Kernel, [u32; 2])> {
         Kernel::AvgPool => Kernel::AvgPoolQuad,
         _ => return None,
     };
-    let small = [p.k_h, p.k_w]
-        .iter()
-        .all(|&k| (1..=MAX_COMPILED_WINDOW as u32).contains(&k));
     // Quads start at output column 4i, input column 4i·s_w − p_w: this far into a vec4.
     let shift = (4 - p.p_w % 4) % 4;
     let seg = shift as u64 + 3 * p.s_w as u64 + (p.k_w as u64 - 1) * p.d_w as u64 + 1;
-    (small && p.in_w.is_multiple_of(4) && p.out_w.is_multiple_of(4) && seg <= 36).then(|| {
-        let packed = p.k_w | p.s_w << 8 | p.d_w << 16 | shift << 24;
-        (quad, [p.k_h, packed])
-    })
+    (p.compiled_window() && p.in_w.is_multiple_of(4) && p.out_w.is_multiple_of(4) && seg <= 36)
+        .then(|| {
+            let packed = p.k_w | p.s_w << 8 | p.d_w << 16 | shift << 24;
+            (quad, [p.k_h, packed])
+        })
 }
 
 impl Gpu {
