@@ -801,14 +801,21 @@ fn folded_dispatch_of_every_pooling_kernel() {
 
 #[test]
 fn unpooling_through_windows_that_tile_the_plane() {
-    // Stride = kernel and sizes divisible by it (W7's case), across planes and axes.
+    // Stride = kernel and sizes divisible by it (W7's case), across planes and axes: pooled
+    // rows a multiple of 4 wide run the tile kernel (shaders/unpool_tiles.wgsl), the others
+    // and planes with rows or columns outside every window the owned scatter.
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(31);
     for (xs, k) in [
         ([2, 3, 6, 8], [2, 2]),
+        ([1, 2, 9, 12], [3, 3]),
+        ([1, 1, 4, 12], [2, 3]),
+        ([1, 2, 5, 8], [1, 2]),
+        ([2, 1, 6, 16], [3, 2]),
         ([1, 2, 9, 6], [3, 3]),
         ([1, 1, 4, 9], [2, 3]),
         ([1, 2, 5, 4], [1, 2]),
+        ([1, 2, 7, 9], [2, 2]),
     ] {
         let x = rng.int_tensor(xs, 4);
         let p = Pool2d::new(k);

@@ -17,6 +17,7 @@ enum Shader {
     Pool2d,
     PoolQuad,
     Unpool2d,
+    UnpoolTiles,
 }
 
 impl Shader {
@@ -55,6 +56,11 @@ impl Shader {
                 include_str!("../../shaders/pool_common.wgsl"),
                 include_str!("../../shaders/unpool2d.wgsl")
             ),
+            Shader::UnpoolTiles => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/pool_common.wgsl"),
+                include_str!("../../shaders/unpool_tiles.wgsl")
+            ),
         }
     }
 }
@@ -83,6 +89,7 @@ pub(crate) enum Kernel {
     UnpoolScatterPlanes,
     BackwardScatterPlanes,
     ScatterOwned,
+    UnpoolTiles,
     AvgUnpool,
     AvgPoolBackward,
 }
@@ -124,6 +131,7 @@ impl Kernel {
             BackwardScatterPlanes => (Shader::Unpool2d, "max_backward_planes", &[R(1), R(2), W(3)]),
             // The average gathers share `gather` with the max ones, so they bind (and ignore) indices.
             ScatterOwned => (Shader::Unpool2d, "scatter_owned", &[R(1), R(2), W(3)]),
+            UnpoolTiles => (Shader::UnpoolTiles, "unpool_tiles", &[R(1), R(2), W(3)]),
             AvgUnpool => (Shader::Unpool2d, "avg_unpool", &[R(1), R(2), W(3)]),
             AvgPoolBackward => (Shader::Unpool2d, "avg_pool_backward", &[R(1), R(2), W(3)]),
         }
@@ -143,6 +151,7 @@ impl Kernel {
                 | MaxPoolBackwardGather
                 | AvgUnpool
                 | AvgPoolBackward
+                | UnpoolTiles
         )
     }
 

@@ -1,5 +1,5 @@
 //! Launchers for pooling, unpooling and the pooling backward passes
-//! (shaders/pool2d.wgsl, shaders/unpool2d.wgsl).
+//! (shaders/pool2d.wgsl, pool_quad.wgsl, unpool2d.wgsl, unpool_tiles.wgsl).
 
 use super::chunk::{Band, Chunks, Planes, Reach, RowAxis};
 use super::divide::magic;
@@ -440,6 +440,13 @@ impl Gpu {
             .filter(|g| g.output == [ph, pw] && g.n * g.c == n * c);
         if let Some(g) = origin {
             let buffers = vec![vals.buffer(), idx.buffer(), out.buffer()];
+            let params = PoolParams::new(&g, vals.len());
+            if g.tiles_exactly() && g.input == size && pw % 4 == 0 && params.compiled_window() {
+                // Windows tiling the plane: four pooled elements' windows written whole per
+                // invocation, every output element once (no zeroing).
+                let pass = pool_pass(Kernel::UnpoolTiles, params, buffers, vals.len() / 4);
+                return self.launch(op, &[], &[pass]);
+            }
             let disjoint = (0..2).all(|a| g.stride[a] > (g.kernel[a] - 1) * g.dilation[a]);
             if disjoint && g.input[0] * g.input[1] <= plane_len {
                 // Non-overlapping windows: each pooled element owns its position.

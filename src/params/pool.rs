@@ -95,6 +95,16 @@ impl PoolGeometry {
         };
         count(0, oh) * count(1, ow)
     }
+    /// Whether the windows tile the input exactly: each input element lies in exactly one
+    /// window (stride = kernel, no padding, no dilation, input = output · kernel per axis).
+    pub fn tiles_exactly(&self) -> bool {
+        (0..2).all(|a| {
+            self.stride[a] == self.kernel[a]
+                && self.padding[a] == 0
+                && self.dilation[a] == 1
+                && self.input[a] == self.output[a] * self.kernel[a]
+        })
+    }
 }
 
 /// PyTorch's `pooling_output_shape`: `floor` or `ceil` of `(n + 2p - d*(k-1) - 1)/s + 1`, where
