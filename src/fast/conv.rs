@@ -83,6 +83,17 @@ fn im2col_row(g: &ConvGeometry, x: &[f32], row: usize, oys: Range<usize>, out: &
         dst[hi..].fill(0.0);
         if s == 1 && lo < hi {
             dst[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
+        } else if s == 2 && lo < hi {
+            // Pairs: the compiler turns this into vector shuffles (step_by stays scalar).
+            let (dst, src) = (&mut dst[lo..hi], &src[first as usize..]);
+            let pairs = (src.len() / 2).min(dst.len());
+            let (head, tail) = dst.split_at_mut(pairs);
+            head.iter_mut()
+                .zip(src.chunks_exact(2))
+                .for_each(|(d, v)| *d = v[0]);
+            if let Some(d) = tail.first_mut() {
+                *d = src[2 * pairs];
+            }
         } else if lo < hi {
             let src = src[first as usize..].iter().step_by(s);
             dst[lo..hi].iter_mut().zip(src).for_each(|(d, v)| *d = *v);
@@ -293,6 +304,13 @@ fn col2im(g: &ConvGeometry, col: &[f32], plane: &mut [f32]) {
                 let src = &src[iy * iw + lo..][..hi - lo];
                 if s == 1 {
                     dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                } else if s == 2 {
+                    // Pairs, as in im2col_row; `dst` ends on the last tap's column.
+                    let (last, head) = src.split_last().expect("lo < hi");
+                    dst.chunks_exact_mut(2)
+                        .zip(head)
+                        .for_each(|(d, v)| d[0] += v);
+                    dst[dst.len() - 1] += last;
                 } else {
                     dst.iter_mut()
                         .step_by(s)
