@@ -3,7 +3,9 @@
 // a workgroup is 8 invocations, one subgroup, computing an 8 (m) × 32 (n) output tile. For each
 // k, lane l loads the B columns n0 + 4l .. + 3 and the A element of row m0 + l; every lane
 // takes the eight A elements from their lanes by shuffle. The accumulators are eight named
-// vec4s: an array indexed in a loop ends up in memory on lavapipe (6× slower).
+// vec4s: an array indexed in a loop that is not unrolled ends up in memory on lavapipe (6×
+// slower; measured while wgpu's loop bounding kept Mesa from unrolling any loop, see
+// PipelineCache::get).
 
 @compute @workgroup_size(8)
 fn gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

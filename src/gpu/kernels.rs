@@ -339,7 +339,7 @@ impl PipelineCache {
 }
 
 /// The checks our shader modules run with: all of wgpu's, less loop bounding (see
-/// `Kernels::get`).
+/// `PipelineCache::get`).
 fn runtime_checks() -> wgpu::ShaderRuntimeChecks {
     let mut checks = wgpu::ShaderRuntimeChecks::checked();
     checks.force_loop_bounding = false;
