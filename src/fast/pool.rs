@@ -65,33 +65,49 @@ impl Walk {
         }
     }
 
-    /// Runs `tap(ox, xx, yy)` for output row `oy`'s windows, in the order described above.
+    /// Runs output row `oy`'s windows in the order described above, as strips: `strip(oxs,
+    /// xx, yy)` takes tap `c` of the windows of output columns `oxs`, whose first one reads
+    /// input column `xx` of row `yy` and the next ones a stride apart (the interior windows in
+    /// one strip, so the caller's loop over it can vectorize; edge windows one by one).
     #[inline(always)]
-    fn row(&self, g: &PoolGeometry, oy: usize, mut tap: impl FnMut(usize, usize, usize)) {
+    fn row_strips(
+        &self,
+        g: &PoolGeometry,
+        oy: usize,
+        mut strip: impl FnMut(std::ops::Range<usize>, usize, usize),
+    ) {
         let (s, d, p) = (g.stride[1], g.dilation[1], g.padding[1]);
         let (y0, ny) = self.rows[oy];
         for yy in (0..ny).map(|j| y0 + j * g.dilation[0]) {
             for c in 0..self.kw {
-                let edge = |ox: usize| {
-                    let (lo, hi) = self.cols[ox];
-                    (lo..hi).contains(&c).then(|| ox * s + c * d - p)
+                let at = |ox: usize| ox * s + c * d - p;
+                let inside = |ox: &usize| {
+                    let (lo, hi) = self.cols[*ox];
+                    (lo..hi).contains(&c)
                 };
-                for ox in 0..self.interior.start {
-                    if let Some(xx) = edge(ox) {
-                        tap(ox, xx, yy);
-                    }
+                for ox in (0..self.interior.start).filter(inside) {
+                    strip(ox..ox + 1, at(ox), yy);
                 }
-                // Interior windows: ox*s + c*d - p is inside the row.
-                for ox in self.interior.clone() {
-                    tap(ox, ox * s + c * d - p, yy);
+                if !self.interior.is_empty() {
+                    // Interior windows: ox*s + c*d - p is inside the row.
+                    strip(self.interior.clone(), at(self.interior.start), yy);
                 }
-                for ox in self.interior.end..self.cols.len() {
-                    if let Some(xx) = edge(ox) {
-                        tap(ox, xx, yy);
-                    }
+                for ox in (self.interior.end..self.cols.len()).filter(inside) {
+                    strip(ox..ox + 1, at(ox), yy);
                 }
             }
         }
+    }
+
+    /// Runs `tap(ox, xx, yy)` for output row `oy`'s windows, in the order described above.
+    #[inline(always)]
+    fn row(&self, g: &PoolGeometry, oy: usize, mut tap: impl FnMut(usize, usize, usize)) {
+        let s = g.stride[1];
+        self.row_strips(g, oy, |oxs, xx, yy| {
+            for (k, ox) in oxs.enumerate() {
+                tap(ox, xx + k * s, yy);
+            }
+        });
     }
 }
 
@@ -123,16 +139,51 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
                 for (i, &(x0, _)) in i.iter_mut().zip(&first_col) {
                     *i = (y0 * w + x0) as u32;
                 }
-                walk.row(&g, oy, |ox, xx, yy| {
-                    let t = yy * w + xx;
-                    let val = xs[t];
-                    let take = val > v[ox] || val.is_nan();
-                    v[ox] = if take { val } else { v[ox] };
-                    i[ox] = if take { t as u32 } else { i[ox] };
+                let strip = |v: &mut [f32], i: &mut [u32], t: usize| {
+                    // Constant strides, so the compiler vectorizes the strip.
+                    match g.stride[1] {
+                        1 => max_strip::<1>(v, i, xs, t),
+                        2 => max_strip::<2>(v, i, xs, t),
+                        s => max_strip_by(v, i, xs, t, s),
+                    }
+                };
+                walk.row_strips(&g, oy, |oxs, xx, yy| {
+                    strip(&mut v[oxs.clone()], &mut i[oxs], yy * w + xx)
                 });
             }
         });
     Ok((vals, idx))
+}
+
+/// Folds input element `t` of value `val` into a window's running maximum `v` at `i`: a
+/// greater value or any NaN takes over (the last NaN stays), as PyTorch's CPU kernel does.
+#[inline(always)]
+fn fold_max(v: &mut f32, i: &mut u32, val: f32, t: u32) {
+    // A bit mask and unconditional stores: no branches and no conditional stores, so strips
+    // vectorize.
+    let take = ((val > *v) | val.is_nan()) as u32;
+    let m = take.wrapping_neg();
+    *v = f32::from_bits((val.to_bits() & m) | (v.to_bits() & !m));
+    *i = (t & m) | (*i & !m);
+}
+
+/// `fold_max` over consecutive windows `v`, `i` whose taps are input elements `t`, `t + S`, …
+fn max_strip<const S: usize>(v: &mut [f32], i: &mut [u32], xs: &[f32], t: usize) {
+    let n = v.len().min(i.len());
+    if n == 0 {
+        return;
+    }
+    let (v, i, src) = (&mut v[..n], &mut i[..n], &xs[t..][..(n - 1) * S + 1]);
+    for k in 0..n {
+        fold_max(&mut v[k], &mut i[k], src[k * S], (t + k * S) as u32);
+    }
+}
+
+/// `max_strip` for a stride known only at run time.
+fn max_strip_by(v: &mut [f32], i: &mut [u32], xs: &[f32], t: usize, s: usize) {
+    for (k, (v, i)) in v.iter_mut().zip(i).enumerate() {
+        fold_max(v, i, xs[t + k * s], (t + k * s) as u32);
+    }
 }
 
 /// PyTorch's `avg_pool2d` on all cores; same contract as [`crate::cpu::avg_pool2d`] (each
