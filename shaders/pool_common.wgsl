@@ -63,13 +63,17 @@ fn taps_within(start: i32, k: u32, d: u32, lo: i32, hi: i32) -> u32 {
     return n;
 }
 
+// The coordinates avg_pool2d's divisor counts taps at: [y0, y1) × [x0, x1) as (y0, y1, x0, x1),
+// the input or, with count_include_pad, the padded input.
+fn counted() -> vec4<i32> {
+    let pad = select(vec2<i32>(0), vec2<i32>(i32(p.p_h), i32(p.p_w)), p.count_include_pad != 0u);
+    return vec4<i32>(-pad.x, i32(p.in_h) + pad.x, -pad.y, i32(p.in_w) + pad.y);
+}
+
 // avg_pool2d's divisor (PoolGeometry::divisor on the host).
 fn divisor(win: Window) -> f32 {
-    var lo_y = 0; var hi_y = i32(p.in_h); var lo_x = 0; var hi_x = i32(p.in_w);
-    if (p.count_include_pad != 0u) {
-        lo_y = -i32(p.p_h); hi_y += i32(p.p_h); lo_x = -i32(p.p_w); hi_x += i32(p.p_w);
-    }
-    return f32(taps_within(win.y0, win_h(), p.d_h, lo_y, hi_y) * taps_within(win.x0, win_w(), p.d_w, lo_x, hi_x));
+    let c = counted();
+    return f32(taps_within(win.y0, win_h(), p.d_h, c.x, c.y) * taps_within(win.x0, win_w(), p.d_w, c.z, c.w));
 }
 
 // The undilated windows along one axis that cover `pos`: [first, end), in the pooled range.
