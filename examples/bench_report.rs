@@ -34,20 +34,33 @@ struct Row {
     adapter: String,
 }
 
+/// A workload's inputs and the runs timed so far: gpu, cpu-fast, cpu-ref.
+struct Cell {
+    wl: workloads::Workload,
+    ins: Vec<convpool::Tensor>,
+    gins: Vec<GpuTensor>,
+    times: [Vec<f64>; 3],
+    kernel: Vec<f64>,
+}
+
 fn stats(mut t: Vec<f64>) -> (f64, f64, f64) {
     t.sort_by(f64::total_cmp);
     (t[t.len() / 2], t[0], t[t.len() - 1])
 }
 
 /// Times `f` after `warm` warm-up runs, at least `reps` times and until the runs add up to
-/// [`CELL_MS`] (at most [`MAX_RUNS`] runs): a cell of a fraction of a millisecond gets enough
+/// `budget_ms` (at most `max_runs` runs): a cell of a fraction of a millisecond gets enough
 /// runs that a passing hiccup of the machine does not move its median. Milliseconds.
-fn time(warm: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+fn time(
+    warm: usize,
+    (reps, budget_ms, max_runs): (usize, f64, usize),
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
     for _ in 0..warm {
         f()?;
     }
     let mut t = Vec::new();
-    while t.len() < reps || (t.iter().sum::<f64>() < CELL_MS && t.len() < MAX_RUNS) {
+    while t.len() < reps || (t.iter().sum::<f64>() < budget_ms && t.len() < max_runs) {
         let start = Instant::now();
         f()?;
         t.push(start.elapsed().as_secs_f64() * 1e3);
@@ -59,6 +72,11 @@ fn time(warm: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<V
 const CELL_MS: f64 = 100.0;
 /// At most this many timed runs per cell.
 const MAX_RUNS: usize = 101;
+/// A full report times every cell in this many rounds, each round going through all the
+/// workloads: the runs of a cell are spread over the whole report, so a slow spell of the
+/// machine (this VM has spells of seconds to minutes) weighs a little on every cell instead of
+/// wholly on the few it falls on. Each cell's median is over all its runs.
+const ROUNDS: usize = 3;
 
 /// The 10-op chain: conv → max_pool → max_unpool → avg_pool → avg_unpool → conv_transpose →
 /// conv → max_pool → max_unpool → conv_transpose, on `x` `[1, C, S, S]`. With `sync`, each op's
@@ -260,35 +278,89 @@ fn main() -> Result<()> {
     let threads = rayon::current_num_threads();
     let (warm, reps) = if a.quick { (1, 3) } else { (2, 7) };
     println!("convpool bench_report: GPU adapter {adapter}; CPU {cpu_name}, {threads} threads; at least {reps} runs per cell{}", if a.quick { " (quick)" } else { "" });
-    let mut rows = Vec::new();
     // The pooling workloads (GB/s) run first: on lavapipe, once a kernel that binds a texture
     // (the row-segment conv GEMM) has run on a device, its timestamps stop bracketing later
-    // texture-free passes. The rows are reported in workload order.
-    let mut order = workloads();
-    order.sort_by_key(|wl| cost(&wl.work).map_or(true, |(gflop, _)| gflop.is_some()));
-    for wl in order {
-        let (gflop, gb) = cost(&wl.work)?;
+    // texture-free passes; so kernel times are taken in the first round only. The rows are
+    // reported in workload order.
+    let mut cells = Vec::new();
+    for wl in workloads() {
         let ins = inputs(&wl.work)?;
-        let row = |backend: &str, t: Vec<f64>, kernel_ms: Option<f64>| {
+        let gins = match &gpu {
+            Some(gpu) => ins.iter().map(|t| gpu.upload(t)).collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        cells.push(Cell {
+            wl,
+            ins,
+            gins,
+            times: Default::default(),
+            kernel: Vec::new(),
+        });
+    }
+    cells.sort_by_key(|c| cost(&c.wl.work).map_or(true, |(gflop, _)| gflop.is_some()));
+    let rounds = if a.quick { 1 } else { ROUNDS };
+    let per_round = |reps: usize| {
+        (
+            reps.div_ceil(rounds),
+            CELL_MS / rounds as f64,
+            MAX_RUNS / rounds,
+        )
+    };
+    let (ref_warm, ref_reps): (usize, usize) = if a.quick { (0, 1) } else { (1, 3) };
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}", round + 1);
+        let warm = if round == 0 { warm } else { 1 };
+        for c in &mut cells {
+            if let Some(gpu) = &gpu {
+                gpu.synchronize()?;
+                let t = time(warm, per_round(reps), || {
+                    run_gpu(gpu, &c.wl.work, &c.gins)?;
+                    gpu.synchronize()
+                })?;
+                c.times[0].extend(t);
+                if round == 0 {
+                    for _ in 0..if a.quick { 1 } else { 3 } {
+                        let (_, k) = gpu.profile(|| run_gpu(gpu, &c.wl.work, &c.gins))?;
+                        c.kernel.extend(k);
+                    }
+                }
+            }
+            let t = time(warm, per_round(reps), || run_cpu(&c.wl.work, &c.ins, true))?;
+            c.times[1].extend(t);
+            let t = time(
+                if round == 0 { ref_warm } else { 0 },
+                (ref_reps.div_ceil(rounds), 0.0, 0),
+                || run_cpu(&c.wl.work, &c.ins, false),
+            )?;
+            c.times[2].extend(t);
+        }
+    }
+    let mut rows = Vec::new();
+    for c in cells {
+        let (gflop, gb) = cost(&c.wl.work)?;
+        let [gpu_t, fast_t, ref_t] = c.times;
+        let kernel_ms = (!c.kernel.is_empty()).then(|| stats(c.kernel).0);
+        for (backend, t) in [("gpu", gpu_t), ("cpu-fast", fast_t), ("cpu-ref", ref_t)] {
+            if t.is_empty() {
+                continue;
+            }
             let (median, min, max) = stats(t);
-            Row {
-                workload: wl.id.into(),
-                op: wl.op.into(),
+            let r = Row {
+                workload: c.wl.id.into(),
+                op: c.wl.op.into(),
                 backend: backend.into(),
                 median_ms: median,
                 min_ms: min,
                 max_ms: max,
                 gflops: gflop.map(|f| f / (median / 1e3)),
                 gbps: gb.map(|b| b / (median / 1e3)),
-                kernel_ms,
+                kernel_ms: if backend == "gpu" { kernel_ms } else { None },
                 adapter: if backend == "gpu" {
                     adapter.clone()
                 } else {
                     format!("cpu: {cpu_name}")
                 },
-            }
-        };
-        let mut add = |r: Row| {
+            };
             println!(
                 "{:<3} {:<33} {:<8} median {:>9.2} ms  (min {:>8.2}, max {:>8.2}){}{}{}",
                 r.workload,
@@ -304,41 +376,12 @@ fn main() -> Result<()> {
                     .map_or(String::new(), |v| format!("  kernel {v:.2} ms")),
             );
             rows.push(r);
-        };
-        if let Some(gpu) = &gpu {
-            let gins: Vec<GpuTensor> = ins.iter().map(|t| gpu.upload(t)).collect::<Result<_>>()?;
-            gpu.synchronize()?;
-            let t = time(warm, reps, || {
-                run_gpu(gpu, &wl.work, &gins)?;
-                gpu.synchronize()
-            })?;
-            let kernel: Vec<f64> = (0..if a.quick { 1 } else { 3 })
-                .map(|_| {
-                    gpu.profile(|| run_gpu(gpu, &wl.work, &gins))
-                        .map(|(_, k)| k)
-                })
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .flatten()
-                .collect();
-            add(row("gpu", t, (!kernel.is_empty()).then(|| stats(kernel).0)));
         }
-        add(row(
-            "cpu-fast",
-            time(warm, reps, || run_cpu(&wl.work, &ins, true))?,
-            None,
-        ));
-        let (rw, rr) = if a.quick { (0, 1) } else { (1, 3) };
-        add(row(
-            "cpu-ref",
-            time(rw, rr, || run_cpu(&wl.work, &ins, false))?,
-            None,
-        ));
     }
     rows.sort_by(|a, b| a.workload.cmp(&b.workload));
     let mut chain_line = String::from("Chaining: no GPU adapter, not measured.");
     if let Some(gpu) = &gpu {
-        let n = if a.quick { 5 } else { 15 };
+        let n = if a.quick { 9 } else { 41 };
         let mut parts = Vec::new();
         for (c, s) in [(4, 8), (16, 32)] {
             let x = gpu.upload(&data(&[1, c, s, s], 3)?)?;
@@ -346,8 +389,8 @@ fn main() -> Result<()> {
             // Interleaved, so that both variants see the same machine state (this VM drifts).
             let (mut c_runs, mut s_runs) = (Vec::new(), Vec::new());
             for rep in 0..n + 3 {
-                let c = time(0, 1, || chain(gpu, &x, &w, false))?;
-                let s = time(0, 1, || chain(gpu, &x, &w, true))?;
+                let c = time(0, (1, 0.0, 1), || chain(gpu, &x, &w, false))?;
+                let s = time(0, (1, 0.0, 1), || chain(gpu, &x, &w, true))?;
                 if rep >= 3 {
                     c_runs.extend(c);
                     s_runs.extend(s);
@@ -363,7 +406,7 @@ fn main() -> Result<()> {
         chain_line = format!("Chaining, 10 ops (conv, max_pool, max_unpool, avg_pool, avg_unpool, conv_transpose, conv, max_pool, max_unpool, conv_transpose), median of {n}: {}.", parts.join("; "));
         println!("{chain_line}");
     }
-    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {}) and {CELL_MS} ms of them (at most {MAX_RUNS} runs), medians.", if a.quick { 1 } else { 3 });
+    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {ref_reps}) and {CELL_MS} ms of them (at most {MAX_RUNS} runs), spread over {rounds} round{} through the report, medians.", if rounds > 1 { "s" } else { "" });
     if let Some(path) = &a.json {
         std::fs::write(
             path,
