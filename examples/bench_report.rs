@@ -78,6 +78,64 @@ const MAX_RUNS: usize = 101;
 /// wholly on the few it falls on. Each cell's median is over all its runs.
 const ROUNDS: usize = 3;
 
+/// The machine's FP32 multiply-add rate right now, in GFLOP/s, on all of rayon's threads:
+/// register-only 8-lane fused multiply-adds (AVX2 + FMA; a plain loop elsewhere) for about
+/// 50 ms. On a shared VM it moves with the host's load; the report measures it before every
+/// round and at the end, so that a slow spell shows in the report itself. (8 lanes: on an
+/// AVX-512 machine, half its 16-lane peak.)
+fn fma_rate() -> f64 {
+    use rayon::prelude::*;
+    const ITERS: u64 = 20_000_000;
+    let threads = rayon::current_num_threads() as u64;
+    let start = Instant::now();
+    let (flops, sink): (u64, f32) = (0..threads)
+        .into_par_iter()
+        .map(|t| fma_loop(ITERS, t as f32))
+        .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    std::hint::black_box(sink);
+    flops as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// Independent multiply-add chains per thread: enough to cover the FMA latency of two units.
+const CHAINS: usize = 12;
+
+/// `iters` steps of [`CHAINS`] independent multiply-adds; returns the flops done and a value
+/// that depends on all of them.
+fn fma_loop(iters: u64, seed: f32) -> (u64, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return (iters * CHAINS as u64 * 16, unsafe { fma_avx2(iters, seed) });
+    }
+    let mut acc = [seed; CHAINS];
+    for _ in 0..iters {
+        for a in &mut acc {
+            *a = std::hint::black_box(*a) * 0.999_999 + 1e-7;
+        }
+    }
+    (iters * CHAINS as u64 * 2, acc.iter().sum())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_avx2(iters: u64, seed: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(seed); CHAINS];
+    for _ in 0..iters {
+        for a in &mut acc {
+            *a = _mm256_fmadd_ps(*a, m, c);
+        }
+    }
+    let mut lanes = [0f32; 8];
+    acc.iter()
+        .map(|a| {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
+            lanes.iter().sum::<f32>()
+        })
+        .sum()
+}
+
 /// The 10-op chain: conv → max_pool → max_unpool → avg_pool → avg_unpool → conv_transpose →
 /// conv → max_pool → max_unpool → conv_transpose, on `x` `[1, C, S, S]`. With `sync`, each op's
 /// result is downloaded before the next starts (ten CPU round trips); without, once at the end.
@@ -307,8 +365,14 @@ fn main() -> Result<()> {
         )
     };
     let (ref_warm, ref_reps): (usize, usize) = if a.quick { (0, 1) } else { (1, 3) };
+    let mut fma = Vec::new();
     for round in 0..rounds {
-        eprintln!("round {} of {rounds}", round + 1);
+        fma.push(fma_rate());
+        eprintln!(
+            "round {} of {rounds} (machine FMA rate {:.0} GFLOP/s)",
+            round + 1,
+            fma[round]
+        );
         let warm = if round == 0 { warm } else { 1 };
         for c in &mut cells {
             if let Some(gpu) = &gpu {
@@ -335,6 +399,10 @@ fn main() -> Result<()> {
             c.times[2].extend(t);
         }
     }
+    fma.push(fma_rate());
+    let (fma_lo, fma_hi) = fma
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     let mut rows = Vec::new();
     for c in cells {
         let (gflop, gb) = cost(&c.wl.work)?;
@@ -406,7 +474,7 @@ fn main() -> Result<()> {
         chain_line = format!("Chaining, 10 ops (conv, max_pool, max_unpool, avg_pool, avg_unpool, conv_transpose, conv, max_pool, max_unpool, conv_transpose), median of {n}: {}.", parts.join("; "));
         println!("{chain_line}");
     }
-    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {ref_reps}) and {CELL_MS} ms of them (at most {MAX_RUNS} runs), spread over {rounds} round{} through the report, medians.", if rounds > 1 { "s" } else { "" });
+    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {ref_reps}) and {CELL_MS} ms of them (at most {MAX_RUNS} runs), spread over {rounds} round{} through the report, medians. The machine's FP32 multiply-add rate (all threads, register-only, 8 lanes), measured before each round and at the end: {fma_lo:.0}–{fma_hi:.0} GFLOP/s.", if rounds > 1 { "s" } else { "" });
     if let Some(path) = &a.json {
         std::fs::write(
             path,
