@@ -25,6 +25,16 @@ thread_local! {
     /// The calling thread's whole-image im2col matrix (conv2d's channel-chunk path), reused
     /// across calls: a fresh one costs a page fault per 4 KiB on first touch (W4: 1.8 MB).
     static MATRIX: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each worker's stride-phase rows for `im2col_taps`.
+    static PHASES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's phase-row buffer (or a fresh one while it is in use).
+fn with_phases<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    PHASES.with(|p| match p.try_borrow_mut() {
+        Ok(mut p) => f(&mut p),
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// Runs `f` with this thread's im2col matrix, at least `len` floats long (contents
@@ -53,39 +63,28 @@ fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// Row `(ic, ky, kx)` of the im2col matrix of one input group `x` `[cig, H, W]`, for the output
-/// rows `oys`: the input value each output pixel sees through that tap (0 in the padding).
-fn im2col_row(g: &ConvGeometry, x: &[f32], row: usize, oys: Range<usize>, out: &mut [f32]) {
-    let [h, w] = g.input;
-    let ow = g.output[1];
-    let [kh, kw] = g.kernel;
-    let (ic, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
-    let plane = &x[ic * h * w..][..h * w];
-    // The output columns whose tap lands inside the row, ox*s + off in [0, w), are a range
-    // [lo, hi): zero the rest, copy the range without per-element checks.
-    let s = g.stride[1];
-    let off = (kx * g.dilation[1]) as isize - g.pad_before[1] as isize;
-    let lo = (off.min(0).unsigned_abs()).div_ceil(s).min(ow);
+/// `dst[j] = src[j·s + off]` for every `j`, 0 where that falls outside `src`: the output
+/// columns whose tap lands inside the row form a range `[lo, hi)`, copied without per-element
+/// checks, and the rest is zeroed.
+fn strided_row(src: &[f32], off: isize, s: usize, dst: &mut [f32]) {
+    let (w, n) = (src.len(), dst.len());
+    let lo = (off.min(0).unsigned_abs()).div_ceil(s).min(n);
     let hi = (w as isize - off)
         .max(0)
         .unsigned_abs()
         .div_ceil(s)
-        .clamp(lo, ow);
-    let first = (lo * s) as isize + off; // in [0, w) when lo < hi
-    for (oy, dst) in oys.zip(out.chunks_mut(ow)) {
-        let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_before[0] as isize;
-        if iy < 0 || iy as usize >= h {
-            dst.fill(0.0);
-            continue;
-        }
-        let src = &plane[iy as usize * w..][..w];
-        dst[..lo].fill(0.0);
-        dst[hi..].fill(0.0);
-        if s == 1 && lo < hi {
-            dst[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
-        } else if s == 2 && lo < hi {
+        .clamp(lo, n);
+    dst[..lo].fill(0.0);
+    dst[hi..].fill(0.0);
+    if lo == hi {
+        return;
+    }
+    let src = &src[((lo * s) as isize + off) as usize..]; // starts inside the row
+    let dst = &mut dst[lo..hi];
+    match s {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => {
             // Pairs: the compiler turns this into vector shuffles (step_by stays scalar).
-            let (dst, src) = (&mut dst[lo..hi], &src[first as usize..]);
             let pairs = (src.len() / 2).min(dst.len());
             let (head, tail) = dst.split_at_mut(pairs);
             head.iter_mut()
@@ -94,9 +93,61 @@ fn im2col_row(g: &ConvGeometry, x: &[f32], row: usize, oys: Range<usize>, out: &
             if let Some(d) = tail.first_mut() {
                 *d = src[2 * pairs];
             }
-        } else if lo < hi {
-            let src = src[first as usize..].iter().step_by(s);
-            dst[lo..hi].iter_mut().zip(src).for_each(|(d, v)| *d = *v);
+        }
+        _ => dst
+            .iter_mut()
+            .zip(src.iter().step_by(s))
+            .for_each(|(d, v)| *d = *v),
+    }
+}
+
+/// Rows `(ic, ky, 0..kW)` of the im2col matrix of one input group `x` `[cig, H, W]` (`taps`:
+/// `ic·kH + ky`), for the output rows `oys`, into `out` (`kW` rows of `oys.len()·W_out`): the
+/// input value each output pixel sees through each tap of the kernel row (0 in the padding).
+/// With a column stride `s` > 1, tap `kx` reads input column `s·(ox + a) + b − pad` where
+/// `kx·d = s·a + b`: the input row is split once into its `s` phases (`phases[b][j]` = column
+/// `s·j + b − pad`) and each tap's row is a contiguous copy out of one of them, instead of a
+/// strided walk of the input row per tap (W3: kW = 7 walks become 2).
+fn im2col_taps(
+    g: &ConvGeometry,
+    x: &[f32],
+    taps: usize,
+    oys: Range<usize>,
+    out: &mut [f32],
+    phases: &mut Vec<f32>,
+) {
+    let [h, w] = g.input;
+    let ow = g.output[1];
+    let [kh, kw] = g.kernel;
+    let (ic, ky) = (taps / kh, taps % kh);
+    let plane = &x[ic * h * w..][..h * w];
+    let (s, d, pad) = (g.stride[1], g.dilation[1], g.pad_before[1] as isize);
+    let cols = oys.len() * ow;
+    // Phase rows: ow + the furthest shift a tap needs.
+    let len = ow + (kw - 1) * d / s;
+    if s > 1 {
+        phases.resize(s * len, 0.0);
+    }
+    for (r, oy) in oys.enumerate() {
+        let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_before[0] as isize;
+        let seg = |kx: usize| r * ow + kx * cols..r * ow + kx * cols + ow;
+        if iy < 0 || iy as usize >= h {
+            (0..kw).for_each(|kx| out[seg(kx)].fill(0.0));
+            continue;
+        }
+        let src = &plane[iy as usize * w..][..w];
+        if s == 1 {
+            for kx in 0..kw {
+                strided_row(src, (kx * d) as isize - pad, 1, &mut out[seg(kx)]);
+            }
+            continue;
+        }
+        for (b, phase) in phases.chunks_mut(len).enumerate() {
+            strided_row(src, b as isize - pad, s, phase);
+        }
+        for kx in 0..kw {
+            let (a, b) = (kx * d / s, kx * d % s);
+            out[seg(kx)].copy_from_slice(&phases[b * len + a..][..ow]);
         }
     }
 }
@@ -130,6 +181,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let (k, n) = (cig * g.kernel[0] * g.kernel[1], g.output[0] * g.output[1]);
     let [oh, ow] = g.output;
+    let kw = g.kernel[1];
     let in_plane = g.input[0] * g.input[1];
     let mut out = Tensor::zeros(g.output_shape())?;
     if out.is_empty() {
@@ -170,9 +222,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
                 unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), rhs, (n, 1)) };
             } else {
                 with_block(k * cols, |col| {
-                    for (row, out) in col.chunks_mut(cols).enumerate() {
-                        im2col_row(&g, xg, row, oys.clone(), out);
-                    }
+                    with_phases(|phases| {
+                        for (taps, out) in col.chunks_mut(kw * cols).enumerate() {
+                            im2col_taps(&g, xg, taps, oys.clone(), out, phases);
+                        }
+                    });
                     unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), col, (cols, 1)) };
                 });
             }
@@ -189,9 +243,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
             let rhs: &[f32] = if direct {
                 input(u)
             } else {
-                col.par_chunks_mut(n)
+                col.par_chunks_mut(kw * n)
                     .enumerate()
-                    .for_each(|(row, out)| im2col_row(&g, input(u), row, 0..oh, out));
+                    .for_each(|(taps, out)| {
+                        with_phases(|phases| im2col_taps(&g, input(u), taps, 0..oh, out, phases))
+                    });
                 col
             };
             (0..chunks).into_par_iter().for_each(|c| {
