@@ -335,8 +335,8 @@ fn col2im(g: &ConvGeometry, col: &[f32], plane: &mut [f32]) {
     let [ih, iw] = g.output;
     let [oh, ow] = g.input;
     let s = g.stride[1];
-    for kx in 0..kw {
-        // Input columns ix whose output column ix*s + off lies in [0, ow): a range [lo, hi).
+    // Input columns ix whose output column ix*s + off lies in [0, ow): a range [lo, hi).
+    let taps = |kx: usize| {
         let off = (kx * g.dilation[1]) as isize - g.pad_before[1] as isize;
         let lo = off.min(0).unsigned_abs().div_ceil(s).min(iw);
         let hi = (ow as isize - off)
@@ -344,29 +344,71 @@ fn col2im(g: &ConvGeometry, col: &[f32], plane: &mut [f32]) {
             .unsigned_abs()
             .div_ceil(s)
             .clamp(lo, iw);
-        if lo == hi {
+        (lo..hi, off)
+    };
+    // Output row of (iy, ky), if inside the plane.
+    let out_row = |iy: usize, ky: usize| {
+        let oy = (iy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_before[0] as isize;
+        (oy >= 0 && (oy as usize) < oh).then_some(oy as usize * ow)
+    };
+    let tap_src =
+        |ky: usize, kx: usize, iy: usize| &col[(ky * kw + kx) * ih * iw + iy * iw..][..iw];
+    let mut kx = 0;
+    while kx < kw {
+        if s == 2 && g.dilation[1] == 1 && kx + 1 < kw {
+            // Two adjacent taps write the two columns of each output pair: added together as
+            // pairs, so the stores are whole vectors. Each output element still gets its
+            // terms in the same order (it lies under one of the two taps only).
+            let ((ra, off), (rb, _)) = (taps(kx), taps(kx + 1));
+            let both = ra.start.max(rb.start)..ra.end.min(rb.end).max(ra.start.max(rb.start));
+            for ky in 0..kh {
+                for iy in 0..ih {
+                    let Some(row0) = out_row(iy, ky) else {
+                        continue;
+                    };
+                    let row = &mut plane[row0..][..ow];
+                    let (a, b) = (tap_src(ky, kx, iy), tap_src(ky, kx + 1, iy));
+                    let at = |ix: usize, t: isize| (2 * ix) as isize + off + t;
+                    // Columns under one tap only: at the row's ends.
+                    let ends = |r: &Range<usize>| {
+                        (r.start..both.start.clamp(r.start, r.end))
+                            .chain(both.end.clamp(r.start, r.end)..r.end)
+                    };
+                    for ix in ends(&ra) {
+                        row[at(ix, 0) as usize] += a[ix];
+                    }
+                    for ix in ends(&rb) {
+                        row[at(ix, 1) as usize] += b[ix];
+                    }
+                    if !both.is_empty() {
+                        let dst = &mut row[at(both.start, 0) as usize..][..2 * both.len()];
+                        dst.chunks_exact_mut(2)
+                            .zip(a[both.clone()].iter().zip(&b[both.clone()]))
+                            .for_each(|(d, (x, y))| {
+                                d[0] += x;
+                                d[1] += y;
+                            });
+                    }
+                }
+            }
+            kx += 2;
             continue;
         }
-        let first = ((lo * s) as isize + off) as usize; // in [0, ow)
+        let (range, off) = taps(kx);
+        kx += 1;
+        if range.is_empty() {
+            continue;
+        }
+        let first = ((range.start * s) as isize + off) as usize; // in [0, ow)
         for ky in 0..kh {
-            let src = &col[(ky * kw + kx) * ih * iw..][..ih * iw];
             for iy in 0..ih {
-                let oy =
-                    (iy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_before[0] as isize;
-                if oy < 0 || oy as usize >= oh {
+                let Some(row0) = out_row(iy, ky) else {
                     continue;
-                }
-                let dst = &mut plane[oy as usize * ow + first..][..(hi - lo - 1) * s + 1];
-                let src = &src[iy * iw + lo..][..hi - lo];
+                };
+                let dst = &mut plane[row0 + first..][..(range.len() - 1) * s + 1];
+                let src = &tap_src(ky, kx - 1, iy)[range.clone()];
                 if s == 1 {
                     dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
-                } else if s == 2 {
-                    // Pairs, as in im2col_row; `dst` ends on the last tap's column.
-                    let (last, head) = src.split_last().expect("lo < hi");
-                    dst.chunks_exact_mut(2)
-                        .zip(head)
-                        .for_each(|(d, v)| d[0] += v);
-                    dst[dst.len() - 1] += last;
                 } else {
                     dst.iter_mut()
                         .step_by(s)
