@@ -349,7 +349,8 @@ fn col2im(g: &ConvGeometry, col: &[f32], plane: &mut [f32]) {
     // Output row of (iy, ky), if inside the plane.
     let out_row = |iy: usize, ky: usize| {
         let oy = (iy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_before[0] as isize;
-        (oy >= 0 && (oy as usize) < oh).then_some(oy as usize * ow)
+        // `then`, not `then_some`: above the plane `oy as usize * ow` would overflow.
+        (oy >= 0 && (oy as usize) < oh).then(|| oy as usize * ow)
     };
     let tap_src =
         |ky: usize, kx: usize, iy: usize| &col[(ky * kw + kx) * ih * iw + iy * iw..][..iw];
