@@ -63,17 +63,23 @@ fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// `dst[j] = src[j·s + off]` for every `j`, 0 where that falls outside `src`: the output
-/// columns whose tap lands inside the row form a range `[lo, hi)`, copied without per-element
-/// checks, and the rest is zeroed.
-fn strided_row(src: &[f32], off: isize, s: usize, dst: &mut [f32]) {
-    let (w, n) = (src.len(), dst.len());
-    let lo = (off.min(0).unsigned_abs()).div_ceil(s).min(n);
+/// The `j` in `[0, n)` with `j·s + off` in `[0, w)`: a range (im2col's output columns that
+/// read inside an input row, col2im's input columns that land inside an output row).
+fn inside(off: isize, s: usize, n: usize, w: usize) -> Range<usize> {
+    let lo = off.min(0).unsigned_abs().div_ceil(s).min(n);
     let hi = (w as isize - off)
         .max(0)
         .unsigned_abs()
         .div_ceil(s)
         .clamp(lo, n);
+    lo..hi
+}
+
+/// `dst[j] = src[j·s + off]` for every `j`, 0 where that falls outside `src`: the output
+/// columns whose tap lands inside the row form a range `[lo, hi)`, copied without per-element
+/// checks, and the rest is zeroed.
+fn strided_row(src: &[f32], off: isize, s: usize, dst: &mut [f32]) {
+    let Range { start: lo, end: hi } = inside(off, s, dst.len(), src.len());
     dst[..lo].fill(0.0);
     dst[hi..].fill(0.0);
     if lo == hi {
@@ -335,16 +341,10 @@ fn col2im(g: &ConvGeometry, col: &[f32], plane: &mut [f32]) {
     let [ih, iw] = g.output;
     let [oh, ow] = g.input;
     let s = g.stride[1];
-    // Input columns ix whose output column ix*s + off lies in [0, ow): a range [lo, hi).
+    // Input columns ix of tap kx whose output column ix*s + off lies in [0, ow), and off.
     let taps = |kx: usize| {
         let off = (kx * g.dilation[1]) as isize - g.pad_before[1] as isize;
-        let lo = off.min(0).unsigned_abs().div_ceil(s).min(iw);
-        let hi = (ow as isize - off)
-            .max(0)
-            .unsigned_abs()
-            .div_ceil(s)
-            .clamp(lo, iw);
-        (lo..hi, off)
+        (inside(off, s, iw, ow), off)
     };
     // Output row of (iy, ky), if inside the plane.
     let out_row = |iy: usize, ky: usize| {
