@@ -88,9 +88,7 @@ impl PoolParams {
             ..Default::default()
         }
     }
-}
 
-impl PoolParams {
     /// Whether the window is small enough to compile into a pipeline.
     fn compiled_window(&self) -> bool {
         [self.k_h, self.k_w]
@@ -451,9 +449,8 @@ impl Gpu {
             if disjoint && g.input[0] * g.input[1] <= plane_len {
                 // Non-overlapping windows: each pooled element owns its position.
                 let params = PoolParams {
-                    total: vals.len() as u32,
                     idx_plane: plane_len as u32,
-                    ..PoolParams::new(&g, vals.len())
+                    ..params
                 };
                 let pass = pool_pass(Kernel::ScatterOwned, params, buffers, vals.len());
                 return self.launch(op, &[out.buffer()], &[pass]);
