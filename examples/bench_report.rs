@@ -70,7 +70,7 @@ fn time(
 
 /// Timed runs of a cell add up to at least this many milliseconds (unless [`MAX_RUNS`]).
 const CELL_MS: f64 = 100.0;
-/// At most this many timed runs per cell.
+/// At most this many timed runs per cell (split evenly over the rounds, rounding down).
 const MAX_RUNS: usize = 101;
 /// A full report times every cell in this many rounds, each round going through all the
 /// workloads: the runs of a cell are spread over the whole report, so a slow spell of the
@@ -474,7 +474,7 @@ fn main() -> Result<()> {
         chain_line = format!("Chaining, 10 ops (conv, max_pool, max_unpool, avg_pool, avg_unpool, conv_transpose, conv, max_pool, max_unpool, conv_transpose), median of {n}: {}.", parts.join("; "));
         println!("{chain_line}");
     }
-    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {ref_reps}) and {CELL_MS} ms of them (at most {MAX_RUNS} runs), spread over {rounds} round{} through the report, medians. The machine's FP32 multiply-add rate (all threads, register-only, 8 lanes), measured before each round and at the end: {fma_lo:.0}–{fma_hi:.0} GFLOP/s.", if rounds > 1 { "s" } else { "" });
+    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {ref_reps}) and {CELL_MS} ms of them (at most {} runs), spread over {rounds} round{} through the report, medians. The machine's FP32 multiply-add rate (all threads, register-only, 8 lanes), measured before each round and at the end: {fma_lo:.0}–{fma_hi:.0} GFLOP/s.", per_round(reps).2 * rounds, if rounds > 1 { "s" } else { "" });
     if let Some(path) = &a.json {
         std::fs::write(
             path,
