@@ -6,7 +6,7 @@ use common::{
     assert_close, assert_exact, fixed_conv_cases, random_case, random_transpose_case, sum_atol,
     sweep, Rng,
 };
-use convpool::{cpu, fast, ConvTranspose2d, Pool2d};
+use convpool::{cpu, fast, Conv2d, ConvTranspose2d, Padding, Pool2d};
 
 #[test]
 fn fast_conv2d_matches_the_reference() {
@@ -30,6 +30,35 @@ fn fast_conv2d_matches_the_reference() {
             &fast::conv2d(&x, &w, b.as_ref(), &spec).unwrap(),
             &got,
         );
+    }
+}
+
+/// 3×3 stride-1 layers with enough channels and tiles, which the fast path runs as Winograd
+/// F(2×2, 3×3) (src/fast/conv/winograd.rs, whose unit tests check the choice and the kernel on
+/// its edge shapes).
+#[test]
+fn fast_conv2d_winograd_layers_match_the_reference() {
+    let mut rng = Rng::new(3);
+    let same = Conv2d {
+        padding: Padding::uniform(1),
+        ..Default::default()
+    };
+    for (xs, ws, spec) in [
+        ([2, 32, 13, 11], [32, 32, 3, 3], same),
+        (
+            [1, 64, 14, 14],
+            [48, 32, 3, 3],
+            Conv2d { groups: 2, ..same },
+        ),
+        ([3, 40, 11, 10], [36, 40, 3, 3], Conv2d::default()),
+    ] {
+        let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
+        let got = fast::conv2d(&x, &w, Some(&b), &spec).unwrap();
+        let want = cpu::conv2d(&x, &w, Some(&b), &spec).unwrap();
+        let what = format!("{xs:?} {ws:?} {spec:?}");
+        assert_close(&what, &got, &want, sum_atol(ws[1] * 9), 1e-4);
+        let again = fast::conv2d(&x, &w, Some(&b), &spec).unwrap();
+        assert_exact(&format!("{what} twice"), &again, &got);
     }
 }
 

@@ -11,6 +11,8 @@ use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
+mod winograd;
+
 /// Output columns (pixels) per conv2d task: a band of whole output rows.
 const BAND_COLUMNS: usize = 256;
 /// Floats a task's im2col block (or col2im block) may hold, unless one output row (one output
@@ -20,7 +22,7 @@ const BLOCK_FLOATS: usize = 1 << 18;
 const MIN_TASKS: usize = 4;
 
 thread_local! {
-    /// Each worker's im2col / col2im block, reused across tasks and calls.
+    /// Each worker's im2col / col2im block (Winograd's work block), reused across tasks and calls.
     static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// The calling thread's whole-image im2col matrix (conv2d's channel-chunk path), reused
     /// across calls: a fresh one costs a page fault per 4 KiB on first touch (W4: 1.8 MB).
@@ -178,6 +180,9 @@ fn row_chunk(m: usize, units: usize, limit: usize) -> usize {
 
 /// PyTorch's `conv2d` on all CPU cores; same contract as [`crate::cpu::conv2d`].
 ///
+/// 3×3 stride-1 layers with enough channels and tiles run as Winograd F(2×2, 3×3)
+/// ([`winograd`]); everything else as below.
+///
 /// Tasks are bands of output rows of one (image, group): each writes its band's im2col block
 /// (about [`BAND_COLUMNS`] columns) and multiplies the group's weights by it. Where that makes
 /// fewer than [`MIN_TASKS`] tasks, each (image, group) is lowered whole and its product split
@@ -191,6 +196,16 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
     let in_plane = g.input[0] * g.input[1];
     let mut out = Tensor::zeros(g.output_shape())?;
     if out.is_empty() {
+        return Ok(out);
+    }
+    if winograd::applies(&g) {
+        winograd::conv2d(
+            &g,
+            x.data(),
+            w.data(),
+            bias.map(Tensor::data),
+            out.data_mut(),
+        );
         return Ok(out);
     }
     // A 1×1 convolution with stride 1 and no padding reads its input as the GEMM operand.

@@ -1,5 +1,5 @@
-//! The fast CPU path: im2col + GEMM (the `gemm` crate) for the convolutions, and rayon-parallel
-//! loops for pooling. It is what to run where no GPU adapter exists, and the honest CPU side of
+//! The fast CPU path: im2col + GEMM (the `gemm` crate) for the convolutions, Winograd
+//! F(2×2, 3×3) for wide 3×3 stride-1 layers, and rayon-parallel loops for pooling. It is what to run where no GPU adapter exists, and the honest CPU side of
 //! a GPU-vs-CPU comparison. Every function here is tested against the plain reference in
 //! [`crate::cpu`], which stays the oracle. Results are deterministic: work is split over
 //! disjoint outputs, never over a sum, and how it is split depends on the shapes alone.
@@ -99,21 +99,26 @@ unsafe fn sgemm(
     // j < cols) inside the operands and the output, the operands are shared borrows that the
     // output cannot alias (it comes from a `&mut`), and the caller keeps other threads off the
     // output's elements.
+    //
+    // It is asked for the transpose, `dstᵀ (n×m) = rhsᵀ · lhsᵀ`, on the same memory: the
+    // crate's kernels run down the columns of its output, and ours are the pixels (or tiles),
+    // many and contiguous. Posed the other way, the same products ran 0–12% slower on the
+    // convolutions and several times slower on Winograd's small ones (BENCHMARKS.md).
     unsafe {
         gemm::gemm(
-            m,
             n,
+            m,
             k,
             dst.ptr,
-            1,
             dst.rs as isize,
+            1,
             false,
-            lhs.as_ptr(),
-            lcs as isize,
-            lrs as isize,
             rhs.as_ptr(),
-            rcs as isize,
             rrs as isize,
+            rcs as isize,
+            lhs.as_ptr(),
+            lrs as isize,
+            lcs as isize,
             1.0,
             1.0,
             false,
