@@ -2,12 +2,13 @@
 //! each run one single-threaded GEMM on a block that stays in cache.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::{sgemm, Dst};
+use super::{output, sgemm, Dst};
 use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
@@ -199,24 +200,18 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
     let [oh, ow] = g.output;
     let kw = g.kernel[1];
     let in_plane = g.input[0] * g.input[1];
-    let mut out = Tensor::zeros(g.output_shape())?;
-    if out.is_empty() {
-        return Ok(out);
+    let shape = g.output_shape();
+    if shape.contains(&0) {
+        return Tensor::zeros(shape);
     }
     if winograd::applies(&g) {
-        winograd::conv2d(
-            &g,
-            x.data(),
-            w.data(),
-            bias.map(Tensor::data),
-            out.data_mut(),
-        );
-        return Ok(out);
+        let (x, w, bias) = (x.data(), w.data(), bias.map(Tensor::data));
+        // SAFETY: the Winograd kernel writes every output element (winograd::conv2d).
+        return unsafe { output(shape, ow, |dst| winograd::conv2d(&g, x, w, bias, dst)) };
     }
     // A 1×1 convolution with stride 1 and no padding reads its input as the GEMM operand.
     let direct =
         g.kernel == [1, 1] && g.stride == [1, 1] && g.pad_before == [0, 0] && g.output == g.input;
-    let dst = Dst::new(out.data_mut(), n);
     let units = g.n * g.groups;
     let input = |u: usize| {
         let (b, grp) = (u / g.groups, u % g.groups);
@@ -234,61 +229,68 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
         .div_ceil(ow)
         .clamp(1, oh);
     let bands = oh.div_ceil(band_rows);
-    if units * bands >= MIN_TASKS || cog == 1 {
-        (0..units * bands).into_par_iter().for_each(|t| {
-            let (u, band) = (t / bands, t % bands);
-            let oys = band * band_rows..((band + 1) * band_rows).min(oh);
-            let cols = oys.len() * ow;
-            let d = dst.at(first_row(u, 0), oys.start * ow);
-            let xg = input(u);
-            // SAFETY (both GEMMs and the bias): task t alone writes rows [u·cog, (u+1)·cog),
-            // columns `oys` of the output.
-            if direct {
-                let rhs = &xg[oys.start * ow..];
-                unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), rhs, (n, 1)) };
-            } else {
-                with_block(k * cols, |col| {
-                    with_phases(|phases| {
-                        for (taps, out) in col.chunks_mut(kw * cols).enumerate() {
-                            im2col_taps(&g, xg, taps, oys.clone(), out, phases);
-                        }
+    let fill = |dst: Dst| {
+        if units * bands >= MIN_TASKS || cog == 1 {
+            (0..units * bands).into_par_iter().for_each(|t| {
+                let (u, band) = (t / bands, t % bands);
+                let oys = band * band_rows..((band + 1) * band_rows).min(oh);
+                let cols = oys.len() * ow;
+                let d = dst.at(first_row(u, 0), oys.start * ow);
+                let xg = input(u);
+                // SAFETY (both GEMMs and the bias): task t alone writes rows [u·cog, (u+1)·cog),
+                // columns `oys` of the output.
+                if direct {
+                    let rhs = &xg[oys.start * ow..];
+                    unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), rhs, (n, 1)) };
+                } else {
+                    with_block(k * cols, |col| {
+                        with_phases(|phases| {
+                            for (taps, out) in col.chunks_mut(kw * cols).enumerate() {
+                                im2col_taps(&g, xg, taps, oys.clone(), out, phases);
+                            }
+                        });
+                        unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), col, (cols, 1)) };
                     });
-                    unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), col, (cols, 1)) };
-                });
-            }
-            if let Some(b) = biases(u, 0, cog) {
-                unsafe { add_bias(d, b, cols) };
-            }
-        });
-        return Ok(out);
-    }
-    let chunk = row_chunk(cog, units, cog);
-    let chunks = cog.div_ceil(chunk);
-    with_matrix(if direct { 0 } else { k * n }, |col| {
-        for u in 0..units {
-            let rhs: &[f32] = if direct {
-                input(u)
-            } else {
-                col.par_chunks_mut(kw * n)
-                    .enumerate()
-                    .for_each(|(taps, out)| {
-                        with_phases(|phases| im2col_taps(&g, input(u), taps, 0..oh, out, phases))
-                    });
-                col
-            };
-            (0..chunks).into_par_iter().for_each(|c| {
-                let rows = c * chunk..((c + 1) * chunk).min(cog);
-                let d = dst.at(first_row(u, rows.start), 0);
-                let lhs = &weights(u)[rows.start * k..];
-                // SAFETY: chunk c alone writes output rows `rows` of unit u.
-                unsafe { sgemm(rows.len(), n, k, d, lhs, (k, 1), rhs, (n, 1)) };
-                if let Some(b) = biases(u, rows.start, rows.len()) {
-                    unsafe { add_bias(d, b, n) };
+                }
+                if let Some(b) = biases(u, 0, cog) {
+                    unsafe { add_bias(d, b, cols) };
                 }
             });
+            return;
         }
-    });
-    Ok(out)
+        let chunk = row_chunk(cog, units, cog);
+        let chunks = cog.div_ceil(chunk);
+        with_matrix(if direct { 0 } else { k * n }, |col| {
+            for u in 0..units {
+                let rhs: &[f32] = if direct {
+                    input(u)
+                } else {
+                    col.par_chunks_mut(kw * n)
+                        .enumerate()
+                        .for_each(|(taps, out)| {
+                            with_phases(|phases| {
+                                im2col_taps(&g, input(u), taps, 0..oh, out, phases)
+                            })
+                        });
+                    col
+                };
+                (0..chunks).into_par_iter().for_each(|c| {
+                    let rows = c * chunk..((c + 1) * chunk).min(cog);
+                    let d = dst.at(first_row(u, rows.start), 0);
+                    let lhs = &weights(u)[rows.start * k..];
+                    // SAFETY: chunk c alone writes output rows `rows` of unit u.
+                    unsafe { sgemm(rows.len(), n, k, d, lhs, (k, 1), rhs, (n, 1)) };
+                    if let Some(b) = biases(u, rows.start, rows.len()) {
+                        unsafe { add_bias(d, b, n) };
+                    }
+                });
+            }
+        });
+    };
+    // SAFETY: each (image, group) is `cog` whole output rows (one per channel), and either its
+    // bands cover all its columns or its channel chunks all its rows: every output element is
+    // written by one task's GEMM (`sgemm` writes its whole m×n block) before the bias is added.
+    unsafe { output(shape, n, fill) }
 }
 
 /// PyTorch's `conv_transpose2d` on all CPU cores; same contract as
@@ -311,48 +313,51 @@ pub fn conv_transpose2d(
     let [oh, ow] = g.input;
     let (n, taps) = (ih * iw, kh * kw);
     let rows = kout * taps;
-    let mut out = Tensor::zeros(g.input_shape())?;
-    if out.is_empty() || x.is_empty() {
-        return Ok(out);
+    let shape = g.input_shape();
+    if shape.contains(&0) || x.is_empty() {
+        return Tensor::zeros(shape);
     }
     let units = g.n * g.groups;
     let chunk = row_chunk(kout, units, BLOCK_FLOATS / (taps * n).max(1));
     let chunks = kout.div_ceil(chunk);
-    let planes = Dst::new(out.data_mut(), oh * ow);
-    (0..units * chunks).into_par_iter().for_each(|t| {
-        let (u, c) = (t / chunks, t % chunks);
-        let (b, grp) = (u / g.groups, u % g.groups);
-        let ocs = c * chunk..((c + 1) * chunk).min(kout);
-        let xg = &x.data()[(b * cin + grp * kin) * n..][..kin * n];
-        let wg = &w.data()[grp * kin * rows..][..kin * rows];
-        with_block(ocs.len() * taps * n, |col| {
-            // col[r, j] = Σ_ic w[ic, r] · x[ic, j] for the rows r of channels `ocs`: lhs = wgᵀ.
-            let d = Dst::new(col, n);
-            // SAFETY: `col` is this thread's own block.
-            unsafe {
-                sgemm(
-                    ocs.len() * taps,
-                    n,
-                    kin,
-                    d,
-                    &wg[ocs.start * taps..],
-                    (1, rows),
-                    xg,
-                    (n, 1),
-                )
-            };
-            for (i, oc) in ocs.clone().enumerate() {
-                // SAFETY: task t alone writes the planes of channels `ocs` of unit u.
-                let plane = unsafe { planes.row(u * kout + oc, oh * ow) };
-                match bias {
-                    Some(bias) => plane.fill(bias.data()[grp * kout + oc]),
-                    None => plane.fill(0.0),
+    let fill = |planes: Dst| {
+        (0..units * chunks).into_par_iter().for_each(|t| {
+            let (u, c) = (t / chunks, t % chunks);
+            let (b, grp) = (u / g.groups, u % g.groups);
+            let ocs = c * chunk..((c + 1) * chunk).min(kout);
+            let xg = &x.data()[(b * cin + grp * kin) * n..][..kin * n];
+            let wg = &w.data()[grp * kin * rows..][..kin * rows];
+            with_block(ocs.len() * taps * n, |col| {
+                // col[r, j] = Σ_ic w[ic, r] · x[ic, j] for the rows r of channels `ocs`: lhs = wgᵀ.
+                let d = Dst::new(col, n);
+                // SAFETY: `col` is this thread's own block.
+                unsafe {
+                    sgemm(
+                        ocs.len() * taps,
+                        n,
+                        kin,
+                        d,
+                        &wg[ocs.start * taps..],
+                        (1, rows),
+                        xg,
+                        (n, 1),
+                    )
+                };
+                for (i, oc) in ocs.clone().enumerate() {
+                    let start = bias.map_or(0.0, |b| b.data()[grp * kout + oc]);
+                    // SAFETY: task t alone writes the planes of channels `ocs` of unit u, and fills
+                    // each whole before `row` reads it.
+                    unsafe { planes.row_uninit(u * kout + oc, oh * ow) }
+                        .fill(MaybeUninit::new(start));
+                    let plane = unsafe { planes.row(u * kout + oc, oh * ow) };
+                    col2im(&g, &col[i * taps * n..][..taps * n], plane);
                 }
-                col2im(&g, &col[i * taps * n..][..taps * n], plane);
-            }
+            });
         });
-    });
-    Ok(out)
+    };
+    // SAFETY: the tasks' channel chunks cover every plane of every (image, group), and each
+    // task fills its planes whole before adding into them.
+    unsafe { output(shape, oh * ow, fill) }
 }
 
 /// Adds one output channel's taps `col` `[kH·kW, H_in·W_in]` into its plane.

@@ -274,33 +274,32 @@ fn transform_output(
                     &y[(2 * a + 1) * n + r * tw..][..tw],
                 );
                 // SAFETY: this task alone writes output row `oy` of this channel.
-                let out = unsafe { dst.row(plane_row + oy, ow) };
+                let out = unsafe { dst.row_uninit(plane_row + oy, ow) };
                 let (pairs, last) = out.split_at_mut(ow / 2 * 2);
                 pairs
                     .chunks_exact_mut(2)
                     .zip(y0.iter().zip(y1))
-                    .for_each(|(o, (a, b))| (o[0], o[1]) = (*a, *b));
+                    .for_each(|(o, (a, b))| {
+                        o[0].write(*a);
+                        o[1].write(*b);
+                    });
                 if let Some(o) = last.first_mut() {
-                    *o = y0[ow / 2];
+                    o.write(y0[ow / 2]);
                 }
             }
         }
     }
 }
 
-/// conv2d of geometry `g` (for which [`applies`] holds) into `out`, the whole output tensor.
+/// conv2d of geometry `g` (for which [`applies`] holds) into `out`, the whole output tensor
+/// (row stride `W_out`). Every output element is written, none read: the tile rows cover the
+/// output rows of every (image, group) and [`transform_output`] writes each of them whole.
 ///
 /// Tasks are bands of tile rows of one (image, group). Where there are fewer than
 /// [`MIN_TASKS`](super::MIN_TASKS) such bands, each band's products are split over chunks of output channels,
 /// and its transformed input, which they share, is made first by tasks over chunks of input
 /// channels.
-pub(super) fn conv2d(
-    g: &ConvGeometry,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) {
+pub(super) fn conv2d(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: Dst) {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let [oh, ow] = g.output;
     let in_plane = g.input[0] * g.input[1];
@@ -351,7 +350,6 @@ pub(super) fn conv2d(
                 });
         }
         let (u, v_all) = (&*u, &*v_all);
-        let out = Dst::new(out, ow);
         (0..units * bands * chunks).into_par_iter().for_each(|t| {
             let (unit, band, c) = (t / (bands * chunks), t / chunks % bands, t % chunks);
             let (b, grp) = (unit / g.groups, unit % g.groups);
@@ -431,8 +429,15 @@ mod tests {
         let g = spec.geometry(x.shape(), w.shape(), Some(&[ws[0]])).unwrap();
         let want = crate::cpu::conv2d(&x, &w, Some(&b), &spec).unwrap();
         let run = || {
+            // NaN where nothing is written: every element must be.
             let mut out = vec![f32::NAN; want.data().len()];
-            conv2d(&g, x.data(), w.data(), Some(b.data()), &mut out);
+            conv2d(
+                &g,
+                x.data(),
+                w.data(),
+                Some(b.data()),
+                Dst::new(&mut out, g.output[1]),
+            );
             out
         };
         let got = run();
