@@ -187,11 +187,11 @@ fn row_chunk(m: usize, units: usize, limit: usize) -> usize {
 /// PyTorch's `conv2d` on all CPU cores; same contract as [`crate::cpu::conv2d`].
 ///
 /// 3×3 stride-1 layers with enough channels and tiles run as Winograd F(2×2, 3×3)
-/// ([`winograd`]); everything else as below.
+/// (`src/fast/conv/winograd.rs`); everything else as below.
 ///
 /// Tasks are bands of output rows of one (image, group): each writes its band's im2col block
-/// (about [`BAND_COLUMNS`] columns) and multiplies the group's weights by it. Where that makes
-/// fewer than [`MIN_TASKS`] tasks, each (image, group) is lowered whole and its product split
+/// (about 256 columns, `BAND_COLUMNS`) and multiplies the group's weights by it. Where that makes
+/// fewer than 4 tasks (`MIN_TASKS`), each (image, group) is lowered whole and its product split
 /// over chunks of output channels instead.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> Result<Tensor> {
     let g = spec.geometry(x.shape(), w.shape(), bias.map(Tensor::shape))?;
