@@ -1,7 +1,8 @@
 //! The fast CPU path: im2col + GEMM (the `gemm` crate) for the convolutions, Winograd
-//! F(2×2, 3×3) for wide 3×3 stride-1 layers, and rayon-parallel loops for pooling. It is what to run where no GPU adapter exists, and the honest CPU side of
-//! a GPU-vs-CPU comparison. Every function here is tested against the plain reference in
-//! [`crate::cpu`], which stays the oracle. Results are deterministic: work is split over
+//! F(2×2, 3×3) for wide 3×3 stride-1 layers, and rayon-parallel loops for pooling. It is what
+//! to run where no GPU adapter exists, and the honest CPU side of a GPU-vs-CPU comparison.
+//! Every function here is tested against the plain reference in [`crate::cpu`], which stays
+//! the oracle. Results are deterministic: work is split over
 //! disjoint outputs, never over a sum, and how it is split depends on the shapes alone.
 //!
 //! The convolutions split their work into tasks themselves — bands of output rows, chunks of

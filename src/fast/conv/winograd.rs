@@ -223,8 +223,9 @@ fn scratch_len(tiles: Tiles, rows: usize) -> usize {
 }
 
 /// `Y = Aᵀ M A` of the products `m[ξ][oc][t]` of the band's tiles (tile rows `trs`) for the
-/// output channels `planes` (each: its plane's first row in `dst`, and its bias), plus the
-/// bias: each tile's 2×2 outputs, cut at the output's bottom and right edges.
+/// consecutive output channels they hold, whose planes start at `dst` (channel `oc` at row
+/// `oc·H_out`), plus their `bias`: each tile's 2×2 outputs, cut at the output's bottom and
+/// right edges.
 /// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`. Both passes run over the whole band; the two columns
 /// of each tile are then interleaved into the output rows.
 #[multiversion(targets = "simd")]
@@ -233,15 +234,17 @@ fn transform_output(
     tiles: Tiles,
     m: &[f32],
     trs: Range<usize>,
-    planes: &[(usize, f32)],
+    bias: Option<&[f32]>,
     dst: Dst,
     scratch: &mut [f32],
 ) {
     let [oh, ow] = g.output;
     let tw = tiles.cols;
-    let (cl, n) = (planes.len(), trs.len() * tw);
+    let n = trs.len() * tw;
+    let cl = m.len() / (XI * n);
     let (s, y) = scratch[..12 * n].split_at_mut(8 * n);
-    for (ocl, &(plane_row, bias)) in planes.iter().enumerate() {
+    for ocl in 0..cl {
+        let (plane_row, bias) = (ocl * oh, bias.map_or(0.0, |b| b[ocl]));
         let pt = |i: usize, j: usize| &m[((i * 4 + j) * cl + ocl) * n..][..n];
         // s[a][j] = (Aᵀ M)[a][j].
         for j in 0..4 {
@@ -296,9 +299,9 @@ fn transform_output(
 /// output rows of every (image, group) and [`transform_output`] writes each of them whole.
 ///
 /// Tasks are bands of tile rows of one (image, group). Where there are fewer than
-/// [`MIN_TASKS`](super::MIN_TASKS) such bands, each band's products are split over chunks of output channels,
-/// and its transformed input, which they share, is made first by tasks over chunks of input
-/// channels.
+/// [`MIN_TASKS`](super::MIN_TASKS) such bands, each band's products are split over chunks of
+/// output channels, and its transformed input, which they share, is made first by tasks over
+/// chunks of input channels.
 pub(super) fn conv2d(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: Dst) {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let [oh, ow] = g.output;
@@ -326,11 +329,12 @@ pub(super) fn conv2d(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]
     let scratch_len = scratch_len(tiles, band_rows);
     // The weights' transform, then (shared bands) each band's transformed input.
     let (u_len, v_max) = (g.groups * XI * cog * cig, XI * cig * band_rows * tw);
-    let shared = if chunks > 1 { units * bands * v_max } else { 0 };
-    with_matrix(u_len + shared, |buf| {
+    let shared = chunks > 1;
+    let shared_len = if shared { units * bands * v_max } else { 0 };
+    with_matrix(u_len + shared_len, |buf| {
         let (u, v_all) = buf.split_at_mut(u_len);
         transform_weights(g, w, u);
-        if chunks > 1 {
+        if shared {
             let ic_chunk = row_chunk(cig, units * bands, cig);
             let ic_chunks = cig.div_ceil(ic_chunk);
             let v_dst = Dst::new(v_all, 1);
@@ -356,18 +360,15 @@ pub(super) fn conv2d(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]
             let (trs, n) = band_of(band);
             let ocs = c * chunk..((c + 1) * chunk).min(cog);
             let cl = ocs.len();
-            let planes: Vec<(usize, f32)> = ocs
-                .clone()
-                .map(|oc| {
-                    let co = grp * cog + oc;
-                    ((b * g.c_out + co) * oh, bias.map_or(0.0, |b| b[co]))
-                })
-                .collect();
-            let v_len = if chunks > 1 { 0 } else { XI * cig * n };
+            // The chunk's output channels: consecutive planes, and their biases.
+            let first = grp * cog + ocs.start;
+            let planes = out.at((b * g.c_out + first) * oh, 0);
+            let biases = bias.map(|b| &b[first..][..cl]);
+            let v_len = if shared { 0 } else { XI * cig * n };
             with_block(v_len + XI * cl * n + scratch_len, |work| {
                 let (v, rest) = work.split_at_mut(v_len);
                 let (m, scratch) = rest.split_at_mut(XI * cl * n);
-                let v: &[f32] = if chunks > 1 {
+                let v: &[f32] = if shared {
                     &v_all[(unit * bands + band) * v_max..][..XI * cig * n]
                 } else {
                     let all = 0..cig;
@@ -389,7 +390,7 @@ pub(super) fn conv2d(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]
                     // SAFETY: `m` is this thread's own block.
                     unsafe { sgemm(cl, n, cig, d, lhs, (cig, 1), rhs, (n, 1)) };
                 }
-                transform_output(g, tiles, m, trs, &planes, out, scratch);
+                transform_output(g, tiles, m, trs, biases, planes, scratch);
             });
         });
     });
