@@ -40,3 +40,35 @@ fn fast_div(n: u32, dm: vec2<u32>) -> u32 {
     let t = mulhi(dm.x, n);
     return (t + ((n - t) >> (dm.y & 0xffu))) >> (dm.y >> 8u);
 }
+
+// An activation (kind: 0 identity, 1 ReLU, 2 LeakyReLU with slope a, 3 Clamp to [a, b],
+// 4 sigmoid, 5 tanh), operation for operation the CPU's `Activation::apply` in the
+// piecewise-linear cases. NaN propagates (tested on the bits, which no compiler may assume away).
+fn activate(v: f32, kind: u32, a: f32, b: f32) -> f32 {
+    let nan = is_nan(v);
+    switch kind {
+        case 1u: { return select(v, 0.0, v < 0.0 && !nan); }
+        case 2u: { return select(v, v * a, v < 0.0 && !nan); }
+        case 3u: { return select(select(v, a, v < a && !nan), b, v > b && !nan); }
+        case 4u: { return 1.0 / (1.0 + exp(-v)); }
+        case 5u: {
+            let e = exp(-2.0 * abs(v));
+            let t = (1.0 - e) / (1.0 + e);
+            return select(t, -t, v < 0.0);
+        }
+        default: { return v; }
+    }
+}
+
+// The gradient through an activation from the upstream gradient gy and the forward output y
+// (the CPU's `Activation::grad`).
+fn activate_grad(gy: f32, y: f32, kind: u32, a: f32, b: f32) -> f32 {
+    switch kind {
+        case 1u: { return select(0.0, gy, y > 0.0); }
+        case 2u: { return select(gy * a, gy, y > 0.0); }
+        case 3u: { return select(0.0, gy, y > a && y < b); }
+        case 4u: { return gy * y * (1.0 - y); }
+        case 5u: { return gy * (1.0 - y * y); }
+        default: { return gy; }
+    }
+}

@@ -7,7 +7,7 @@ struct ConvParams {
     k_h: u32, k_w: u32, stride_h: u32, stride_w: u32,
     dil_h: u32, dil_w: u32, pad_h: u32, pad_w: u32,
     groups: u32, has_bias: u32, tap_y: u32, tap_x: u32,
-    octets: u32, pad0: u32, pad1: u32, pad2: u32,
+    octets: u32, act: u32, act_a: f32, act_b: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -46,7 +46,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             }
         }
     }
-    y[i] = acc;
+    y[i] = activate(acc, p.act, p.act_a, p.act_b);
 }
 
 // Taps per kernel row and columns between neighbouring outputs of conv2d_rows (compiled in, so
@@ -97,6 +97,6 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     let out = (plane * p.out_h + oy) * p.out_w + ox0;
     for (var r = 0u; r < 8u; r++) {
-        if (ox0 + r < p.out_w) { y[out + r] = acc[r]; }
+        if (ox0 + r < p.out_w) { y[out + r] = activate(acc[r], p.act, p.act_a, p.act_b); }
     }
 }

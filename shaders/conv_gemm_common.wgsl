@@ -21,6 +21,7 @@ struct GemmParams {
     has_bias: u32, c_grp: u32, y_h: u32, y_w: u32,
     row_w: u32, w_step: u32, rows_pad: u32, tile0: u32,
     tiles: u32, row0: u32, row1: u32, accumulate: u32,
+    act: u32, act_a: f32, act_b: f32, pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
@@ -43,7 +44,8 @@ fn load_w(g: u32, m: u32, k: u32, w_off: i32) -> f32 {
 }
 
 // Writes output (m, n) of batch b, group g: v plus the bias, or (p.accumulate: a later part of
-// a reduction split in parts) plus what y holds.
+// a reduction split in parts) plus what y holds, through the activation (identity except in
+// the last part).
 fn store(b: u32, g: u32, m: u32, n: u32, v: f32) {
     let c = b * p.c_y + g * p.m + m;
     var i = c * p.n + n;
@@ -58,7 +60,7 @@ fn store(b: u32, g: u32, m: u32, n: u32, v: f32) {
     } else if (p.has_bias != 0u) {
         bv = bias[g * p.m + m];
     }
-    y[i] = v + bv;
+    y[i] = activate(v + bv, p.act, p.act_a, p.act_b);
 }
 
 

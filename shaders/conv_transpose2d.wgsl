@@ -14,6 +14,7 @@ struct ConvParams {
     k_h: u32, k_w: u32, stride_h: u32, stride_w: u32,
     dil_h: u32, dil_w: u32, pad_h: u32, pad_w: u32,
     groups: u32, has_bias: u32, tap_y: u32, tap_x: u32,
+    octets: u32, act: u32, act_a: f32, act_b: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -61,4 +62,14 @@ fn scatter_tap(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     let o = ((n * p.c_in + oc) * p.in_h + u32(oy)) * p.in_w + u32(ox);
     y[o] = y[o] + acc;
+}
+
+// act_in_place: the fused activation over the summed output, after the last tap's pass (a
+// tap's pass does not reach every output, so none of them can apply it).
+@compute @workgroup_size(64)
+fn act_in_place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = flat_id(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    y[i] = activate(y[i], p.act, p.act_a, p.act_b);
 }

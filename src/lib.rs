@@ -16,6 +16,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod activation;
 pub mod cpu;
 mod error;
 pub mod fast;
@@ -23,10 +24,12 @@ pub mod gpu;
 pub mod params;
 mod tensor;
 
+pub use activation::Activation;
 pub use error::{Error, Result};
 pub use gpu::{ConvAlgo, Gpu, GpuTensor};
 pub use params::conv::{Conv2d, ConvGeometry, ConvTranspose2d, Padding};
 pub use params::pool::{Pool2d, PoolGeometry};
+pub use params::train::Sgd;
 pub use tensor::{Element, Tensor};
 /// The wgpu this crate is built on, for `Gpu::device`, `Gpu::queue` and `Gpu::adapter_info`.
 pub use wgpu;

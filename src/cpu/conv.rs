@@ -5,7 +5,7 @@ use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::{numel, Tensor};
 
 /// Input coordinate of output position `o`, kernel tap `k` along axis `a`, or `None` in padding.
-fn input_coord(g: &ConvGeometry, a: usize, o: usize, k: usize) -> Option<usize> {
+pub(super) fn input_coord(g: &ConvGeometry, a: usize, o: usize, k: usize) -> Option<usize> {
     let t = (o * g.stride[a] + k * g.dilation[a]) as isize - g.pad_before[a] as isize;
     (t >= 0 && (t as usize) < g.input[a]).then_some(t as usize)
 }

@@ -9,6 +9,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::{output, sgemm, Dst};
+use crate::activation::Activation;
 use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
@@ -16,10 +17,10 @@ use crate::tensor::Tensor;
 mod winograd;
 
 /// Output columns (pixels) per conv2d task: a band of whole output rows.
-const BAND_COLUMNS: usize = 256;
+pub(super) const BAND_COLUMNS: usize = 256;
 /// Floats a task's im2col block (or col2im block) may hold, unless one output row (one output
 /// channel) alone needs more: 1 MiB, the size of one core's L2 cache on the benchmark machine.
-const BLOCK_FLOATS: usize = 1 << 18;
+pub(super) const BLOCK_FLOATS: usize = 1 << 18;
 /// Fewer tasks than this leave cores idle: the work is then split over output channels too.
 const MIN_TASKS: usize = 4;
 
@@ -34,7 +35,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's phase-row buffer (or a fresh one while it is in use).
-fn with_phases<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+pub(super) fn with_phases<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     PHASES.with(|p| match p.try_borrow_mut() {
         Ok(mut p) => f(&mut p),
         Err(_) => f(&mut Vec::new()),
@@ -57,7 +58,7 @@ fn with_matrix<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// Runs `f` with this thread's block, at least `len` floats long (contents unspecified).
-fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     BLOCK.with(|b| {
         let mut b = b.borrow_mut();
         if b.len() < len {
@@ -122,7 +123,7 @@ fn strided_row(src: &[f32], off: isize, s: usize, dst: &mut [f32]) {
 /// strided walk of the input row per tap (W3: kW = 7 walks become 2). Compiled for AVX2 and
 /// AVX-512 too and chosen at run time: W3 1.5–2% faster than the SSE2 baseline (in-process A/B).
 #[multiversion(targets = "simd")]
-fn im2col_taps(
+pub(super) fn im2col_taps(
     g: &ConvGeometry,
     x: &[f32],
     taps: usize,
@@ -166,14 +167,22 @@ fn im2col_taps(
     }
 }
 
-/// Adds `bias[c]` to row `c` (the first `cols` columns) of `dst`, for `rows` rows.
+/// Adds `bias[r]` to row `r` (the first `cols` columns) of `dst`, for `rows` rows, then applies
+/// `act` to them: the convolutions' epilogue, on rows a task has just written.
 ///
 /// # Safety
-/// No other thread may touch those elements during the call.
-unsafe fn add_bias(dst: Dst, bias: &[f32], cols: usize) {
-    for (r, &v) in bias.iter().enumerate() {
+/// No other thread may touch those elements during the call, and they have been written.
+unsafe fn epilogue(dst: Dst, bias: Option<&[f32]>, (rows, cols): (usize, usize), act: Activation) {
+    if bias.is_none() && act == Activation::Identity {
+        return;
+    }
+    for r in 0..rows {
         // SAFETY: exclusive by the caller's promise; `row` checks the bounds.
-        unsafe { dst.row(r, cols) }.iter_mut().for_each(|o| *o += v);
+        let row = unsafe { dst.row(r, cols) };
+        if let Some(b) = bias {
+            row.iter_mut().for_each(|o| *o += b[r]);
+        }
+        act.apply_slice(row);
     }
 }
 
@@ -195,6 +204,39 @@ fn row_chunk(m: usize, units: usize, limit: usize) -> usize {
 /// over chunks of output channels instead.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> Result<Tensor> {
     let g = spec.geometry(x.shape(), w.shape(), bias.map(Tensor::shape))?;
+    conv2d_geom(
+        &g,
+        x.data(),
+        w.data(),
+        bias.map(Tensor::data),
+        Activation::Identity,
+    )
+}
+
+/// `activation(conv2d(x, w, bias, spec), act)` on all CPU cores, the activation applied by each
+/// task to the output rows it has just written; for the piecewise-linear activations the result
+/// is bitwise `activation(conv2d(…))`.
+pub fn conv2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    spec: &Conv2d,
+    act: Activation,
+) -> Result<Tensor> {
+    act.check("conv2d_act")?;
+    let g = spec.geometry(x.shape(), w.shape(), bias.map(Tensor::shape))?;
+    conv2d_geom(&g, x.data(), w.data(), bias.map(Tensor::data), act)
+}
+
+/// conv2d of the checked geometry `g` (input `x`, weight `w`, bias) with activation `act`.
+pub(super) fn conv2d_geom(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> Result<Tensor> {
+    let g = *g;
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let (k, n) = (cig * g.kernel[0] * g.kernel[1], g.output[0] * g.output[1]);
     let [oh, ow] = g.output;
@@ -205,9 +247,12 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
         return Tensor::zeros(shape);
     }
     if winograd::applies(&g) {
-        let (x, w, bias) = (x.data(), w.data(), bias.map(Tensor::data));
         // SAFETY: the Winograd kernel writes every output element (winograd::conv2d).
-        return unsafe { output(shape, ow, |dst| winograd::conv2d(&g, x, w, bias, dst)) };
+        return unsafe {
+            output(shape, ow, |dst| {
+                winograd::conv2d(&g, x, w, bias, (dst, act))
+            })
+        };
     }
     // A 1×1 convolution with stride 1 and no padding reads its input as the GEMM operand.
     let direct =
@@ -215,12 +260,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
     let units = g.n * g.groups;
     let input = |u: usize| {
         let (b, grp) = (u / g.groups, u % g.groups);
-        &x.data()[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane]
+        &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane]
     };
-    let weights = |u: usize| &w.data()[(u % g.groups) * cog * k..][..cog * k];
-    let biases = |u: usize, c0: usize, rows: usize| {
-        bias.map(|b| &b.data()[(u % g.groups) * cog + c0..][..rows])
-    };
+    let weights = |u: usize| &w[(u % g.groups) * cog * k..][..cog * k];
+    let biases =
+        |u: usize, c0: usize, rows: usize| bias.map(|b| &b[(u % g.groups) * cog + c0..][..rows]);
     // Output row of channel c0 of unit u: units are consecutive blocks of `cog` rows.
     let first_row = |u: usize, c0: usize| u * cog + c0;
 
@@ -252,9 +296,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
                         unsafe { sgemm(cog, cols, k, d, weights(u), (k, 1), col, (cols, 1)) };
                     });
                 }
-                if let Some(b) = biases(u, 0, cog) {
-                    unsafe { add_bias(d, b, cols) };
-                }
+                unsafe { epilogue(d, biases(u, 0, cog), (cog, cols), act) };
             });
             return;
         }
@@ -280,9 +322,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, spec: &Conv2d) -> R
                     let lhs = &weights(u)[rows.start * k..];
                     // SAFETY: chunk c alone writes output rows `rows` of unit u.
                     unsafe { sgemm(rows.len(), n, k, d, lhs, (k, 1), rhs, (n, 1)) };
-                    if let Some(b) = biases(u, rows.start, rows.len()) {
-                        unsafe { add_bias(d, b, n) };
-                    }
+                    let b = biases(u, rows.start, rows.len());
+                    unsafe { epilogue(d, b, (rows.len(), n), act) };
                 });
             }
         });
@@ -306,6 +347,39 @@ pub fn conv_transpose2d(
 ) -> Result<Tensor> {
     // `g` is the forward convolution: its input is our output, its output our input.
     let g = spec.geometry(x.shape(), w.shape(), bias.map(Tensor::shape))?;
+    conv_transpose2d_geom(
+        &g,
+        x.data(),
+        w.data(),
+        bias.map(Tensor::data),
+        Activation::Identity,
+    )
+}
+
+/// `activation(conv_transpose2d(x, w, bias, spec), act)` on all CPU cores, the activation
+/// applied to each output plane once its task has summed it.
+pub fn conv_transpose2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    spec: &ConvTranspose2d,
+    act: Activation,
+) -> Result<Tensor> {
+    act.check("conv_transpose2d_act")?;
+    let g = spec.geometry(x.shape(), w.shape(), bias.map(Tensor::shape))?;
+    conv_transpose2d_geom(&g, x.data(), w.data(), bias.map(Tensor::data), act)
+}
+
+/// conv_transpose2d of the checked forward geometry `g`: `x` is shaped as `g`'s output, the
+/// result as its input.
+pub(super) fn conv_transpose2d_geom(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> Result<Tensor> {
+    let g = *g;
     let cin = g.c_out;
     let (kin, kout) = (g.c_out_per_group(), g.c_in_per_group()); // ours, per group
     let [kh, kw] = g.kernel;
@@ -315,7 +389,10 @@ pub fn conv_transpose2d(
     let rows = kout * taps;
     let shape = g.input_shape();
     if shape.contains(&0) || x.is_empty() {
-        return Tensor::zeros(shape);
+        // No input channel: every output is its bias, activated.
+        let c_out = g.c_in;
+        let at = |i: usize| bias.map_or(0.0, |b| b[i / (oh * ow) % c_out]);
+        return Tensor::from_fn(shape, |i| act.apply(at(i)));
     }
     let units = g.n * g.groups;
     let chunk = row_chunk(kout, units, BLOCK_FLOATS / (taps * n).max(1));
@@ -325,8 +402,8 @@ pub fn conv_transpose2d(
             let (u, c) = (t / chunks, t % chunks);
             let (b, grp) = (u / g.groups, u % g.groups);
             let ocs = c * chunk..((c + 1) * chunk).min(kout);
-            let xg = &x.data()[(b * cin + grp * kin) * n..][..kin * n];
-            let wg = &w.data()[grp * kin * rows..][..kin * rows];
+            let xg = &x[(b * cin + grp * kin) * n..][..kin * n];
+            let wg = &w[grp * kin * rows..][..kin * rows];
             with_block(ocs.len() * taps * n, |col| {
                 // col[r, j] = Σ_ic w[ic, r] · x[ic, j] for the rows r of channels `ocs`: lhs = wgᵀ.
                 let d = Dst::new(col, n);
@@ -344,13 +421,14 @@ pub fn conv_transpose2d(
                     )
                 };
                 for (i, oc) in ocs.clone().enumerate() {
-                    let start = bias.map_or(0.0, |b| b.data()[grp * kout + oc]);
+                    let start = bias.map_or(0.0, |b| b[grp * kout + oc]);
                     // SAFETY: task t alone writes the planes of channels `ocs` of unit u, and fills
                     // each whole before `row` reads it.
                     unsafe { planes.row_uninit(u * kout + oc, oh * ow) }
                         .fill(MaybeUninit::new(start));
                     let plane = unsafe { planes.row(u * kout + oc, oh * ow) };
                     col2im(&g, &col[i * taps * n..][..taps * n], plane);
+                    act.apply_slice(plane);
                 }
             });
         });

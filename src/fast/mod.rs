@@ -16,10 +16,19 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 mod conv;
+mod conv_backward;
 mod pool;
+mod train;
 
-pub use conv::{conv2d, conv_transpose2d};
-pub use pool::{avg_pool2d, max_pool2d, max_unpool2d};
+pub use conv::{conv2d, conv2d_act, conv_transpose2d, conv_transpose2d_act};
+pub use conv_backward::{
+    bias_backward, conv2d_backward_input, conv2d_backward_weight, conv_transpose2d_backward_input,
+    conv_transpose2d_backward_weight,
+};
+pub use pool::{avg_pool2d, max_pool2d, max_pool2d_backward, max_unpool2d};
+pub use train::{
+    activation, activation_backward, add, mse_loss, sgd_update, softmax_cross_entropy,
+};
 
 /// Where a GEMM writes: a row-major matrix at `ptr` with row stride `rs`, inside `len` writable
 /// floats from `ptr`. Tasks on several threads write disjoint parts of one output through
@@ -120,11 +129,41 @@ unsafe fn sgemm(
     k: usize,
     dst: Dst,
     lhs: &[f32],
-    (lrs, lcs): (usize, usize),
+    lstrides: (usize, usize),
     rhs: &[f32],
-    (rrs, rcs): (usize, usize),
+    rstrides: (usize, usize),
 ) {
-    if m == 0 || n == 0 {
+    // SAFETY: the caller's promise.
+    unsafe { sgemm_into(false, (m, n, k), dst, (lhs, lstrides), (rhs, rstrides)) }
+}
+
+/// `dst (m×n) += lhs (m×k) · rhs (k×n)`, else as [`sgemm`] (whose elements `dst` must hold).
+///
+/// # Safety
+/// No other thread may read or write the `m×n` elements of `dst` during the call, and they
+/// have been written.
+unsafe fn sgemm_acc(
+    (m, n, k): (usize, usize, usize),
+    dst: Dst,
+    lhs: (&[f32], (usize, usize)),
+    rhs: (&[f32], (usize, usize)),
+) {
+    // SAFETY: the caller's promise.
+    unsafe { sgemm_into(true, (m, n, k), dst, lhs, rhs) }
+}
+
+/// [`sgemm`] (`accumulate` false) or [`sgemm_acc`] (true).
+///
+/// # Safety
+/// As theirs.
+unsafe fn sgemm_into(
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    dst: Dst,
+    (lhs, (lrs, lcs)): (&[f32], (usize, usize)),
+    (rhs, (rrs, rcs)): (&[f32], (usize, usize)),
+) {
+    if m == 0 || n == 0 || (accumulate && k == 0) {
         return;
     }
     let last = |rows: usize, rs: usize, cols: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
@@ -155,7 +194,7 @@ unsafe fn sgemm(
             dst.ptr,
             dst.rs as isize,
             1,
-            false,
+            accumulate,
             rhs.as_ptr(),
             rrs as isize,
             rcs as isize,

@@ -217,7 +217,24 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
 
 /// PyTorch's `max_unpool2d` on all cores; same contract as [`crate::cpu::max_unpool2d`].
 pub fn max_unpool2d(vals: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -> Result<Tensor> {
-    let op = "max_unpool2d";
+    scatter_planes("max_unpool2d", vals, idx, size, |o, v| *o = v)
+}
+
+/// `max_pool2d_backward` on all cores (planes in parallel, each summed in row-major window
+/// order); same contract as [`crate::cpu::max_pool2d_backward`].
+pub fn max_pool2d_backward(grad: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -> Result<Tensor> {
+    scatter_planes("max_pool2d_backward", grad, idx, size, |o, v| *o += v)
+}
+
+/// Each value of `vals` put into its `(n, c)` plane of `size` at its index by `put`, plane by
+/// plane in parallel, in row-major order within a plane.
+fn scatter_planes(
+    op: &'static str,
+    vals: &Tensor,
+    idx: &Tensor<u32>,
+    size: [usize; 2],
+    put: impl Fn(&mut f32, f32) + Sync,
+) -> Result<Tensor> {
     let ([n, c, ph, pw], plane) = unpool_shape(op, vals.shape(), idx.shape(), size)?;
     if let Some(j) = idx
         .data()
@@ -244,7 +261,7 @@ pub fn max_unpool2d(vals: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -> Resul
         .zip(vals.data().par_chunks(per).zip(idx.data().par_chunks(per)))
         .for_each(|(o, (v, i))| {
             for (&v, &i) in v.iter().zip(i) {
-                o[i as usize] = v;
+                put(&mut o[i as usize], v);
             }
         });
     Ok(out)

@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use super::chunk::{Chunks, Reach, RowAxis};
 use super::{check_reach, Gpu, GpuTensor, Pass};
+use crate::activation::Activation;
 use crate::error::Result;
 use crate::gpu::kernels::{Kernel, UNIFORM_WINDOW};
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
@@ -36,12 +37,16 @@ struct ConvParams {
     tap_x: u32,
     /// conv2d_rows: groups of 8 outputs per output row.
     octets: u32,
-    _pad: [u32; 3],
+    /// The fused activation (see `Activation::encode`).
+    act: u32,
+    act_a: f32,
+    act_b: f32,
 }
 
 impl ConvParams {
     /// The params of geometry `g` (every size already checked to fit the buffers, hence u32).
-    fn new(g: &ConvGeometry, total: usize, has_bias: bool) -> Self {
+    fn new(g: &ConvGeometry, total: usize, has_bias: bool, act: Activation) -> Self {
+        let (act, act_a, act_b) = act.encode();
         let u = |v: usize| v as u32;
         ConvParams {
             total: u(total),
@@ -65,7 +70,9 @@ impl ConvParams {
             tap_y: 0,
             tap_x: 0,
             octets: 0,
-            _pad: [0; 3],
+            act,
+            act_a,
+            act_b,
         }
     }
 }
@@ -117,6 +124,11 @@ struct GemmParams {
     row0: u32,
     row1: u32,
     accumulate: u32,
+    /// The fused activation (see `Activation::encode`), applied by the last part only.
+    act: u32,
+    act_a: f32,
+    act_b: f32,
+    _pad: u32,
 }
 
 /// Output tile of the workgroup-memory GEMM kernel: 32 channels × 32 pixels per workgroup.
@@ -278,6 +290,17 @@ impl GemmParams {
         }
     }
 
+    /// These params with the fused activation `act`.
+    fn with_act(self, act: Activation) -> Self {
+        let (act, act_a, act_b) = act.encode();
+        GemmParams {
+            act,
+            act_a,
+            act_b,
+            ..self
+        }
+    }
+
     /// One workgroup per output tile.
     fn workgroups(&self) -> u64 {
         self.m_tiles as u64 * self.n_tiles as u64 * self.batch as u64 * self.groups as u64
@@ -286,7 +309,7 @@ impl GemmParams {
 
 /// The GEMM kernel's im2col table: for each k = (ic, ky, kx) of a group's reduction, the
 /// offset of input channel ic's plane and the tap's row and column offsets, as `[i32; 4]`.
-fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
+pub(super) fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
     let [kh, kw] = g.kernel;
     let plane = g.input[0] * g.input[1];
     let mut t = Vec::with_capacity(g.c_in_per_group() * kh * kw * 4);
@@ -571,6 +594,12 @@ impl Gpu {
                     row0,
                     row1: (row0 + l.rows_per_window).min(l.rows),
                     accumulate: (row0 > 0) as u32,
+                    // The activation once the last part has been added.
+                    act: if row0 + l.rows_per_window >= l.rows {
+                        params.act
+                    } else {
+                        0
+                    },
                     ..params
                 };
                 let groups = p.batch as u64 * tiles as u64 * p.n_tiles as u64;
@@ -622,6 +651,19 @@ impl Gpu {
         let op = "conv2d";
         self.check_conv_owners(op, x, w, bias)?;
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
+        self.conv2d_geom(op, [x, w], bias, &g, (algo, Activation::Identity))
+    }
+
+    /// conv2d of the checked geometry `g` with input and weight `xw`, then `act`: in chunks of
+    /// images or bands of rows where the tensors exceed one binding.
+    pub(super) fn conv2d_geom(
+        &self,
+        op: &'static str,
+        [x, w]: [&GpuTensor; 2],
+        bias: Option<&GpuTensor>,
+        g: &ConvGeometry,
+        (algo, act): (ConvAlgo, Activation),
+    ) -> Result<GpuTensor> {
         check_reach(
             op,
             g.input,
@@ -638,9 +680,15 @@ impl Gpu {
         self.check_binding(op, "weight", w.len())?;
         self.conv_chunked(
             op,
-            (x, &y, &g, false),
-            |xs, gb, pad, ys| self.conv2d_run(xs, w, bias, gb, pad, algo, ys),
-            |xs| self.conv2d_with(xs, w, bias, spec, algo),
+            (x, &y, g, false),
+            |xs, gb, pad, ys| self.conv2d_run(xs, w, bias, gb, pad, (algo, act), ys),
+            |xs| {
+                let gs = ConvGeometry {
+                    n: xs.shape()[0],
+                    ..*g
+                };
+                self.conv2d_geom(op, [xs, w], bias, &gs, (algo, act))
+            },
         )?;
         Ok(y)
     }
@@ -729,7 +777,7 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         g: &ConvGeometry,
         pad_h: i64,
-        algo: ConvAlgo,
+        (algo, act): (ConvAlgo, Activation),
         y: &GpuTensor,
     ) -> Result<()> {
         let op = "conv2d";
@@ -750,7 +798,7 @@ impl Gpu {
                     out_w: g.output[1] as u32,
                     p_h: signed(pad_h),
                     c_grp: g.c_in_per_group() as u32,
-                    ..GemmParams::new(g, 0, m, n, k, bias.is_some())
+                    ..GemmParams::new(g, 0, m, n, k, bias.is_some()).with_act(act)
                 };
                 let phase = GemmPhase {
                     params,
@@ -763,7 +811,7 @@ impl Gpu {
             _ => {
                 let params = ConvParams {
                     pad_h: signed(pad_h),
-                    ..ConvParams::new(g, y.len(), bias.is_some())
+                    ..ConvParams::new(g, y.len(), bias.is_some(), act)
                 };
                 let [kw, sw] = [g.kernel[1], g.stride[1]];
                 let depthwise = g.c_in_per_group() == 1 && g.c_out_per_group() == 1;
@@ -814,6 +862,19 @@ impl Gpu {
         self.check_conv_owners(op, x, w, bias)?;
         // `g` is the forward convolution: its input is our output, its output our input.
         let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
+        self.conv_transpose2d_geom(op, [x, w], bias, &g, (algo, Activation::Identity))
+    }
+
+    /// conv_transpose2d of the checked forward geometry `g` (`x` shaped as its output), then
+    /// `act`: in chunks of images or bands of rows where the tensors exceed one binding.
+    pub(super) fn conv_transpose2d_geom(
+        &self,
+        op: &'static str,
+        [x, w]: [&GpuTensor; 2],
+        bias: Option<&GpuTensor>,
+        g: &ConvGeometry,
+        (algo, act): (ConvAlgo, Activation),
+    ) -> Result<GpuTensor> {
         check_reach(
             op,
             g.input,
@@ -830,9 +891,15 @@ impl Gpu {
         self.check_binding(op, "weight", w.len())?;
         self.conv_chunked(
             op,
-            (x, &y, &g, true),
-            |xs, gb, pad, ys| self.conv_transpose_run(xs, w, bias, gb, pad, algo, ys),
-            |xs| self.conv_transpose2d_with(xs, w, bias, spec, algo),
+            (x, &y, g, true),
+            |xs, gb, pad, ys| self.conv_transpose_run(xs, w, bias, gb, pad, (algo, act), ys),
+            |xs| {
+                let gs = ConvGeometry {
+                    n: xs.shape()[0],
+                    ..*g
+                };
+                self.conv_transpose2d_geom(op, [xs, w], bias, &gs, (algo, act))
+            },
         )?;
         Ok(y)
     }
@@ -847,7 +914,7 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         g: &ConvGeometry,
         pad_h: i64,
-        algo: ConvAlgo,
+        (algo, act): (ConvAlgo, Activation),
         y: &GpuTensor,
     ) -> Result<()> {
         let op = "conv_transpose2d";
@@ -857,11 +924,11 @@ impl Gpu {
         let rows_ok = algo != ConvAlgo::Auto || macs(g) >= ROWS_MIN_MACS;
         let algo = algo.resolve(m, k, self.inner.subgroup_gemm, true);
         if algo != ConvAlgo::Direct {
-            return self.conv_transpose_phases(x, w, bias, g, pad_h, (algo, rows_ok), y);
+            return self.conv_transpose_phases(x, w, bias, g, pad_h, (algo, rows_ok, act), y);
         }
         let mut passes = vec![Pass::new(
             Kernel::ConvTransposeInit,
-            &ConvParams::new(g, y.len(), bias.is_some()),
+            &ConvParams::new(g, y.len(), bias.is_some(), Activation::Identity),
             vec![b, y.buffer()],
             y.len(),
         )];
@@ -872,7 +939,7 @@ impl Gpu {
                     tap_y: ky as u32,
                     tap_x: kx as u32,
                     pad_h: signed(pad_h),
-                    ..ConvParams::new(g, threads, bias.is_some())
+                    ..ConvParams::new(g, threads, bias.is_some(), Activation::Identity)
                 };
                 let buffers = vec![x.buffer(), w.buffer(), y.buffer()];
                 passes.push(Pass::new(
@@ -882,6 +949,11 @@ impl Gpu {
                     threads,
                 ));
             }
+        }
+        if act != Activation::Identity {
+            let params = ConvParams::new(g, y.len(), false, act);
+            let buffers = vec![y.buffer()];
+            passes.push(Pass::new(Kernel::ActInPlace, &params, buffers, y.len()));
         }
         self.launch(op, &[], &passes)
     }
@@ -898,7 +970,7 @@ impl Gpu {
         bias: Option<&GpuTensor>,
         g: &ConvGeometry,
         pad_h: i64,
-        (algo, rows_ok): (ConvAlgo, bool),
+        (algo, rows_ok, act): (ConvAlgo, bool, Activation),
         y: &GpuTensor,
     ) -> Result<()> {
         let op = "conv_transpose2d";
@@ -929,7 +1001,7 @@ impl Gpu {
                         c_grp: g.c_out_per_group() as u32,
                         y_h: g.input[0] as u32,
                         y_w: g.input[1] as u32,
-                        ..GemmParams::new(g, 1, m, n, k, bias.is_some())
+                        ..GemmParams::new(g, 1, m, n, k, bias.is_some()).with_act(act)
                     },
                     row_taps: taps,
                     // The column offset of a row's first tap (i32 bits).

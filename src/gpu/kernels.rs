@@ -18,6 +18,8 @@ enum Shader {
     PoolQuad,
     Unpool2d,
     UnpoolTiles,
+    ConvBackward,
+    Train,
 }
 
 impl Shader {
@@ -56,6 +58,14 @@ impl Shader {
                 include_str!("../../shaders/pool_common.wgsl"),
                 include_str!("../../shaders/unpool2d.wgsl")
             ),
+            Shader::ConvBackward => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_backward.wgsl")
+            ),
+            Shader::Train => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/train.wgsl")
+            ),
             Shader::UnpoolTiles => concat!(
                 include_str!("../../shaders/common.wgsl"),
                 include_str!("../../shaders/pool_common.wgsl"),
@@ -77,6 +87,7 @@ pub(crate) enum Kernel {
     XToTexture,
     ConvTransposeInit,
     ConvTransposeTap,
+    ActInPlace,
     MaxPool,
     AvgPool,
     MaxPoolQuad,
@@ -92,6 +103,16 @@ pub(crate) enum Kernel {
     UnpoolTiles,
     AvgUnpool,
     AvgPoolBackward,
+    WeightGrad,
+    SumParts,
+    ChannelSums,
+    ActForward,
+    ActBackward,
+    Add,
+    Sgd,
+    CrossEntropy,
+    SquaredError,
+    SumBlocks,
 }
 
 impl Kernel {
@@ -118,6 +139,7 @@ impl Kernel {
             ConvPackRows => (Shader::ConvGemmSg, "pack_rows", &[R(2), R(5), W(7)]),
             ConvTransposeInit => (Shader::ConvTranspose2d, "init_bias", &[R(3), W(4)]),
             ConvTransposeTap => (Shader::ConvTranspose2d, "scatter_tap", &[R(1), R(2), W(4)]),
+            ActInPlace => (Shader::ConvTranspose2d, "act_in_place", &[W(4)]),
             MaxPool => (Shader::Pool2d, "max_pool", &[R(1), W(2), W(3)]),
             AvgPool => (Shader::Pool2d, "avg_pool", &[R(1), W(2)]),
             MaxPoolQuad => (Shader::PoolQuad, "max_pool_quad", &[R(1), W(2), W(3)]),
@@ -134,6 +156,20 @@ impl Kernel {
             UnpoolTiles => (Shader::UnpoolTiles, "unpool_tiles", &[R(1), R(2), W(3)]),
             AvgUnpool => (Shader::Unpool2d, "avg_unpool", &[R(1), R(2), W(3)]),
             AvgPoolBackward => (Shader::Unpool2d, "avg_pool_backward", &[R(1), R(2), W(3)]),
+            WeightGrad => (
+                Shader::ConvBackward,
+                "weight_grad",
+                &[R(1), R(2), R(3), W(4)],
+            ),
+            SumParts => (Shader::ConvBackward, "sum_parts", &[R(5), W(4)]),
+            ChannelSums => (Shader::ConvBackward, "channel_sums", &[R(1), W(4)]),
+            ActForward => (Shader::Train, "act_forward", &[R(1), W(4)]),
+            ActBackward => (Shader::Train, "act_backward", &[R(1), R(2), W(4)]),
+            Add => (Shader::Train, "add", &[R(1), R(2), W(4)]),
+            Sgd => (Shader::Train, "sgd", &[R(1), R(2), R(3), W(4), W(5)]),
+            CrossEntropy => (Shader::Train, "cross_entropy", &[R(1), R(6), W(4), W(5)]),
+            SquaredError => (Shader::Train, "squared_error", &[R(1), R(2), W(4), W(5)]),
+            SumBlocks => (Shader::Train, "sum_blocks", &[R(1), W(4)]),
         }
     }
 

@@ -4,11 +4,13 @@
 
 mod chunk;
 mod conv;
+mod conv_backward;
 mod divide;
 mod kernels;
 mod pool;
 mod profile;
 mod tensor;
+mod train;
 
 pub use conv::ConvAlgo;
 pub use tensor::GpuTensor;
@@ -510,7 +512,12 @@ impl Gpu {
                     usage: tensor_usage(),
                 })
         })?;
-        Ok(GpuTensor::from_parts(self, buffer, t.shape().to_vec()))
+        let mut out = GpuTensor::from_parts(self, buffer, t.shape().to_vec());
+        if T::NAME == "u32" {
+            let vals: &[u32] = bytemuck::cast_slice(t.data());
+            out.bound = Some(vals.iter().map(|&v| v as u64 + 1).max().unwrap_or(0));
+        }
+        Ok(out)
     }
 
     fn check_lost(&self, op: &'static str) -> Result<()> {

@@ -18,6 +18,9 @@ pub struct GpuTensor<T: Element = f32> {
     /// For indices made by a pooling op: the window geometry that produced them. Lets
     /// unpooling skip the index range check and gather instead of scatter.
     pub(crate) origin: Option<PoolGeometry>,
+    /// For `u32` tensors uploaded from the host: one more than their largest element (0 when
+    /// empty), so that labels can be range-checked without reading them back.
+    pub(crate) bound: Option<u64>,
     _t: PhantomData<T>,
 }
 
@@ -28,6 +31,7 @@ impl<T: Element> Clone for GpuTensor<T> {
             buffer: self.buffer.clone(),
             shape: self.shape.clone(),
             origin: self.origin,
+            bound: self.bound,
             _t: PhantomData,
         }
     }
@@ -67,6 +71,7 @@ impl<T: Element> GpuTensor<T> {
             buffer: Arc::new(buffer),
             shape,
             origin: None,
+            bound: None,
             _t: PhantomData,
         }
     }

@@ -2,8 +2,10 @@
 //! once, with checked arithmetic, and resolves them into a geometry that the CPU reference and
 //! the GPU launchers both use.
 
+pub mod backward;
 pub mod conv;
 pub mod pool;
+pub mod train;
 
 /// `a` as an `i128`, so that shape arithmetic on `usize` cannot overflow: sums and differences
 /// of a few such values fit, and every product saturates (a saturated value is refused later as

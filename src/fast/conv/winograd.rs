@@ -19,6 +19,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::{row_chunk, sgemm, strided_row, with_block, with_matrix, Dst};
+use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
 
 /// Points of the transform domain (4×4).
@@ -235,7 +236,7 @@ fn transform_output(
     m: &[f32],
     trs: Range<usize>,
     bias: Option<&[f32]>,
-    dst: Dst,
+    (dst, act): (Dst, Activation),
     scratch: &mut [f32],
 ) {
     let [oh, ow] = g.output;
@@ -266,6 +267,8 @@ fn transform_output(
                 y1[k] = c1[k] - c2[k] - c3[k] + bias;
             }
         }
+        // The fused activation, while the rows are in cache.
+        act.apply_slice(&mut y[..4 * n]);
         for (r, ty) in trs.clone().enumerate() {
             for a in 0..2 {
                 let oy = 2 * ty + a;
@@ -302,7 +305,13 @@ fn transform_output(
 /// [`MIN_TASKS`](super::MIN_TASKS) such bands, each band's products are split over chunks of
 /// output channels, and its transformed input, which they share, is made first by tasks over
 /// chunks of input channels.
-pub(super) fn conv2d(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: Dst) {
+pub(super) fn conv2d(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    (out, act): (Dst, Activation),
+) {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let [oh, ow] = g.output;
     let in_plane = g.input[0] * g.input[1];
@@ -390,7 +399,7 @@ pub(super) fn conv2d(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]
                     // SAFETY: `m` is this thread's own block.
                     unsafe { sgemm(cl, n, cig, d, lhs, (cig, 1), rhs, (n, 1)) };
                 }
-                transform_output(g, tiles, m, trs, biases, planes, scratch);
+                transform_output(g, tiles, m, trs, biases, (planes, act), scratch);
             });
         });
     });
@@ -437,7 +446,7 @@ mod tests {
                 x.data(),
                 w.data(),
                 Some(b.data()),
-                Dst::new(&mut out, g.output[1]),
+                (Dst::new(&mut out, g.output[1]), Activation::Identity),
             );
             out
         };

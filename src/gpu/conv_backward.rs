@@ -1,0 +1,334 @@
+//! Launchers for the convolutions' backward passes (shaders/conv_backward.wgsl) and the fused
+//! convolution + activation. The input gradients run on the forward kernels: conv2d's is a
+//! conv_transpose2d of the gradient on the same geometry, conv_transpose2d's a conv2d, so they
+//! take every kernel variant, chunk and band those do.
+
+use super::conv::k_table;
+use super::divide::magic;
+use super::{Gpu, GpuTensor, Pass};
+use crate::activation::Activation;
+use crate::error::Result;
+use crate::gpu::kernels::Kernel;
+use crate::gpu::ConvAlgo;
+use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
+use crate::tensor::dims4;
+
+/// `WgradParams` in shaders/conv_backward.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct WgradParams {
+    m: u32,
+    k: u32,
+    r_total: u32,
+    part_len: u32,
+    m_tiles: u32,
+    n_tiles: u32,
+    groups: u32,
+    parts: u32,
+    c_y: u32,
+    c_x: u32,
+    c_grp: u32,
+    npix: u32,
+    out_w: u32,
+    in_h: u32,
+    in_w: u32,
+    s_h: u32,
+    s_w: u32,
+    p_h: u32,
+    p_w: u32,
+    total_out: u32,
+    npix_magic: [u32; 2],
+    ow_magic: [u32; 2],
+}
+
+/// The weight-gradient tile: 32 output channels × 32 reduction columns per workgroup.
+const WGRAD_TILE: usize = 32;
+/// Terms one workgroup sums per step (a part's length is a multiple of it).
+const WGRAD_STEP: usize = 32;
+/// The weight gradient's reduction is split until about this many workgroups run…
+const WGRAD_TARGET_GROUPS: usize = 256;
+/// …but into parts of at least this many terms, and at most [`WGRAD_MAX_PARTS`] parts.
+const WGRAD_MIN_PART: usize = 1024;
+const WGRAD_MAX_PARTS: usize = 64;
+
+/// How the weight gradient's `r_total` terms are split, for `tiles` output tiles: `(parts,
+/// part_len)`. A function of the shape alone, so every run sums the same parts in the same order.
+fn wgrad_parts(r_total: usize, tiles: usize) -> (usize, usize) {
+    let want = (WGRAD_TARGET_GROUPS / tiles.max(1)).clamp(1, WGRAD_MAX_PARTS);
+    let parts = r_total.div_ceil(WGRAD_MIN_PART).clamp(1, want);
+    let part_len = r_total.div_ceil(parts).next_multiple_of(WGRAD_STEP);
+    (r_total.div_ceil(part_len).max(1), part_len)
+}
+
+impl Gpu {
+    /// The weight gradient `[C_out, C_in/groups, kH, kW]` of forward convolution `g`, from `gy`
+    /// (shaped as its output) and `x` (as its input).
+    fn weight_grad(
+        &self,
+        op: &'static str,
+        g: &ConvGeometry,
+        gy: &GpuTensor,
+        x: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+        let k = cig * g.kernel[0] * g.kernel[1];
+        let shape = [g.c_out, cig, g.kernel[0], g.kernel[1]];
+        let gw = self.alloc(op, &shape)?;
+        if gw.is_empty() {
+            return Ok(gw);
+        }
+        let npix = g.output[0] * g.output[1];
+        let r_total = g.n * npix;
+        if r_total == 0 {
+            self.launch(op, &[gw.buffer()], &[])?;
+            return Ok(gw);
+        }
+        self.check_binding(op, "gradient", gy.len())?;
+        self.check_binding(op, "input", x.len())?;
+        let (m_tiles, n_tiles) = (cog.div_ceil(WGRAD_TILE), k.div_ceil(WGRAD_TILE));
+        let tiles = g.groups * m_tiles * n_tiles;
+        let (parts, part_len) = wgrad_parts(r_total, tiles);
+        let u = |v: usize| v as u32;
+        let params = WgradParams {
+            m: u(cog),
+            k: u(k),
+            r_total: u(r_total),
+            part_len: u(part_len),
+            m_tiles: u(m_tiles),
+            n_tiles: u(n_tiles),
+            groups: u(g.groups),
+            parts: u(parts),
+            c_y: u(g.c_out),
+            c_x: u(g.c_in),
+            c_grp: u(cig),
+            npix: u(npix),
+            out_w: u(g.output[1]),
+            in_h: u(g.input[0]),
+            in_w: u(g.input[1]),
+            s_h: u(g.stride[0]),
+            s_w: u(g.stride[1]),
+            p_h: u(g.pad_before[0]),
+            p_w: u(g.pad_before[1]),
+            total_out: u(gw.len()),
+            npix_magic: magic(npix),
+            ow_magic: magic(g.output[1]),
+        };
+        let table = self.table(&k_table(g)?)?;
+        let groups = (parts * tiles) as u64;
+        if parts == 1 {
+            let buffers = vec![gy.buffer(), x.buffer(), table.buffer(), gw.buffer()];
+            let pass = Pass::tiled(Kernel::WeightGrad, &params, buffers, groups);
+            self.launch(op, &[], &[pass])?;
+            return Ok(gw);
+        }
+        self.check_binding(op, "partial sums", parts * gw.len())?;
+        let partial = self.alloc::<f32>(op, &[parts, gw.len()])?;
+        let buffers = vec![gy.buffer(), x.buffer(), table.buffer(), partial.buffer()];
+        let passes = [
+            Pass::tiled(Kernel::WeightGrad, &params, buffers, groups),
+            Pass::new(
+                Kernel::SumParts,
+                &params,
+                vec![partial.buffer(), gw.buffer()],
+                gw.len(),
+            ),
+        ];
+        self.launch(op, &[], &passes)?;
+        Ok(gw)
+    }
+
+    /// `Err` unless both tensors live on this `Gpu`.
+    fn check_pair(
+        &self,
+        op: &'static str,
+        what: [&'static str; 2],
+        a: &GpuTensor,
+        b: &GpuTensor,
+    ) -> Result<()> {
+        self.check_owner(op, what[0], a)?;
+        self.check_owner(op, what[1], b)
+    }
+
+    /// The gradient of `conv2d` with respect to its input; see
+    /// [`crate::cpu::conv2d_backward_input`]. Runs the conv_transpose2d kernels on the
+    /// forward geometry. Returns without waiting.
+    pub fn conv2d_backward_input(
+        &self,
+        gy: &GpuTensor,
+        w: &GpuTensor,
+        size: [usize; 2],
+        spec: &Conv2d,
+    ) -> Result<GpuTensor> {
+        let op = "conv2d_backward_input";
+        self.check_pair(op, ["gradient", "weight"], gy, w)?;
+        let g = spec.backward_input_geometry(gy.shape(), w.shape(), size)?;
+        let algo = (ConvAlgo::Auto, Activation::Identity);
+        self.conv_transpose2d_geom(op, [gy, w], None, &g, algo)
+    }
+
+    /// The gradient of `conv2d` with respect to its weight; see
+    /// [`crate::cpu::conv2d_backward_weight`]. Its reduction over images and pixels is split
+    /// into parts by shape alone and the parts summed in order: bitwise reproducible. Returns
+    /// without waiting.
+    pub fn conv2d_backward_weight(
+        &self,
+        gy: &GpuTensor,
+        x: &GpuTensor,
+        kernel: [usize; 2],
+        spec: &Conv2d,
+    ) -> Result<GpuTensor> {
+        let op = "conv2d_backward_weight";
+        self.check_pair(op, ["gradient", "input"], gy, x)?;
+        let g = spec.backward_weight_geometry(gy.shape(), x.shape(), kernel)?;
+        self.weight_grad(op, &g, gy, x)
+    }
+
+    /// The gradient of a convolution's bias; see [`crate::cpu::bias_backward`]. One workgroup
+    /// per channel, summing in a fixed order. Returns without waiting.
+    pub fn bias_backward(&self, gy: &GpuTensor) -> Result<GpuTensor> {
+        let op = "bias_backward";
+        self.check_owner(op, "gradient", gy)?;
+        let [n, c, h, w] = dims4(op, "gradient", gy.shape())?;
+        let gb = self.alloc(op, &[c])?;
+        if c == 0 {
+            return Ok(gb);
+        }
+        self.check_binding(op, "gradient", gy.len())?;
+        let params = WgradParams {
+            r_total: n as u32,
+            c_y: c as u32,
+            npix: (h * w) as u32,
+            ..Default::default()
+        };
+        let buffers = vec![gy.buffer(), gb.buffer()];
+        let pass = Pass::tiled(Kernel::ChannelSums, &params, buffers, c as u64);
+        self.launch(op, &[], &[pass])?;
+        Ok(gb)
+    }
+
+    /// The gradient of `conv_transpose2d` with respect to its input; see
+    /// [`crate::cpu::conv_transpose2d_backward_input`]. Runs the conv2d kernels. Returns
+    /// without waiting.
+    pub fn conv_transpose2d_backward_input(
+        &self,
+        gy: &GpuTensor,
+        w: &GpuTensor,
+        size: [usize; 2],
+        spec: &ConvTranspose2d,
+    ) -> Result<GpuTensor> {
+        let op = "conv_transpose2d_backward_input";
+        self.check_pair(op, ["gradient", "weight"], gy, w)?;
+        let g = spec.backward_input_geometry(gy.shape(), w.shape(), size)?;
+        self.conv2d_geom(
+            op,
+            [gy, w],
+            None,
+            &g,
+            (ConvAlgo::Auto, Activation::Identity),
+        )
+    }
+
+    /// The gradient of `conv_transpose2d` with respect to its weight; see
+    /// [`crate::cpu::conv_transpose2d_backward_weight`]. Deterministic as
+    /// [`Gpu::conv2d_backward_weight`]. Returns without waiting.
+    pub fn conv_transpose2d_backward_weight(
+        &self,
+        gy: &GpuTensor,
+        x: &GpuTensor,
+        kernel: [usize; 2],
+        spec: &ConvTranspose2d,
+    ) -> Result<GpuTensor> {
+        let op = "conv_transpose2d_backward_weight";
+        self.check_pair(op, ["gradient", "input"], gy, x)?;
+        let g = spec.backward_weight_geometry(gy.shape(), x.shape(), kernel)?;
+        // The forward convolution's output is `x`, its input `gy`.
+        self.weight_grad(op, &g, x, gy)
+    }
+
+    /// `activation(conv2d(x, w, bias, spec), act)` in one pass: the activation runs in the
+    /// kernel's store, so no extra pass or tensor; for the piecewise-linear activations the
+    /// result is bitwise the unfused one. Returns without waiting.
+    pub fn conv2d_act(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: &Conv2d,
+        act: Activation,
+    ) -> Result<GpuTensor> {
+        self.conv2d_act_with(x, w, bias, spec, act, ConvAlgo::Auto)
+    }
+
+    /// `conv2d_act` with a chosen kernel.
+    pub fn conv2d_act_with(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: &Conv2d,
+        act: Activation,
+        algo: ConvAlgo,
+    ) -> Result<GpuTensor> {
+        let op = "conv2d_act";
+        act.check(op)?;
+        self.check_pair(op, ["input", "weight"], x, w)?;
+        bias.map_or(Ok(()), |b| self.check_owner(op, "bias", b))?;
+        let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
+        self.conv2d_geom(op, [x, w], bias, &g, (algo, act))
+    }
+
+    /// `activation(conv_transpose2d(x, w, bias, spec), act)`: the GEMM kernels apply it in
+    /// their store; the per-tap scatter (`ConvAlgo::Direct`) in a pass over its output in place
+    /// after the last tap. Returns without waiting.
+    pub fn conv_transpose2d_act(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: &ConvTranspose2d,
+        act: Activation,
+    ) -> Result<GpuTensor> {
+        self.conv_transpose2d_act_with(x, w, bias, spec, act, ConvAlgo::Auto)
+    }
+
+    /// `conv_transpose2d_act` with a chosen kernel.
+    pub fn conv_transpose2d_act_with(
+        &self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        spec: &ConvTranspose2d,
+        act: Activation,
+        algo: ConvAlgo,
+    ) -> Result<GpuTensor> {
+        let op = "conv_transpose2d_act";
+        act.check(op)?;
+        self.check_pair(op, ["input", "weight"], x, w)?;
+        bias.map_or(Ok(()), |b| self.check_owner(op, "bias", b))?;
+        let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
+        self.conv_transpose2d_geom(op, [x, w], bias, &g, (algo, act))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wgrad_parts;
+
+    #[test]
+    fn parts_cover_the_terms_and_depend_on_the_shape_alone() {
+        for (r, tiles) in [
+            (1, 1),
+            (31, 1),
+            (25088, 36),
+            (32768, 5),
+            (100_000, 1),
+            (5, 300),
+        ] {
+            let (parts, len) = wgrad_parts(r, tiles);
+            assert!(parts >= 1 && len % 32 == 0);
+            assert!(parts * len >= r && (parts - 1) * len < r, "{r} {tiles}");
+            assert_eq!((parts, len), wgrad_parts(r, tiles));
+        }
+        assert_eq!(wgrad_parts(25088, 36).0, 7);
+    }
+}
