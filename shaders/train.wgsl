@@ -96,6 +96,16 @@ fn squared_error(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     out2[i] = d * d;
 }
 
+// The gradient of max_unpool2d: pooled element i (of `total`, `classes` per plane) gathers
+// in1 (the gradient, planes of `hw`) at its index `labels[i]`, which the host has checked.
+@compute @workgroup_size(64)
+fn unpool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = flat_id(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    out1[i] = in1[(i / p.classes) * p.hw + labels[i]];
+}
+
 // The values summed by each workgroup, and how many each invocation adds in order.
 const BLOCK: u32 = 4096u;
 var<workgroup> partial: array<f32, 64>;

@@ -15,7 +15,7 @@ pub use conv_backward::{
 };
 pub use pool::{
     avg_pool2d, avg_pool2d_backward, avg_unpool2d, max_pool2d, max_pool2d_backward, max_unpool2d,
-    stochastic_pool2d, stochastic_pool2d_expectation,
+    max_unpool2d_backward, stochastic_pool2d, stochastic_pool2d_expectation,
 };
 pub use rng::stochastic_uniform;
 pub(crate) use train::check_labels;

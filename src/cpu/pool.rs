@@ -213,6 +213,20 @@ pub fn max_pool2d_backward(grad: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -
     scatter_indices("max_pool2d_backward", grad, idx, size, |o, v| *o += v)
 }
 
+/// The gradient of `max_unpool2d` with respect to its values, as PyTorch's autograd: each
+/// pooled element gathers the gradient at its index in its plane of `grad` `[N, C, H, W]`
+/// (also where overlapping windows let a later element overwrite it in the forward pass).
+/// Indices `[N, C, h, w]`; an index `>= H*W` is an `Err`.
+pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor> {
+    let op = "max_unpool2d_backward";
+    let (d, size) = crate::params::pool::unpool_backward_shape(op, grad.shape(), idx.shape())?;
+    let (_, plane_len) = check_indices(op, idx.shape(), idx, size)?;
+    let per_plane = d[2] * d[3];
+    Tensor::from_fn(d, |j| {
+        grad.data()[j / per_plane * plane_len + idx.data()[j] as usize]
+    })
+}
+
 /// Average unpooling: each pooled value is spread over the in-bounds positions of its window;
 /// a position covered by several windows gets the mean of their values, one covered by none 0.
 pub fn avg_unpool2d(a: &Tensor, p: &Pool2d, size: [usize; 2]) -> Result<Tensor> {

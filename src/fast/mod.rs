@@ -25,7 +25,7 @@ pub use conv_backward::{
     bias_backward, conv2d_backward_input, conv2d_backward_weight, conv_transpose2d_backward_input,
     conv_transpose2d_backward_weight,
 };
-pub use pool::{avg_pool2d, max_pool2d, max_pool2d_backward, max_unpool2d};
+pub use pool::{avg_pool2d, max_pool2d, max_pool2d_backward, max_unpool2d, max_unpool2d_backward};
 pub use train::{
     activation, activation_backward, add, mse_loss, sgd_update, softmax_cross_entropy,
 };

@@ -226,6 +226,39 @@ pub fn max_pool2d_backward(grad: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -
     scatter_planes("max_pool2d_backward", grad, idx, size, |o, v| *o += v)
 }
 
+/// [`crate::cpu::max_unpool2d_backward`] on all cores: the same check, then planes gathered in
+/// parallel.
+pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor> {
+    let op = "max_unpool2d_backward";
+    let (d, size) = crate::params::pool::unpool_backward_shape(op, grad.shape(), idx.shape())?;
+    let plane = size[0] * size[1];
+    if let Some(j) = idx
+        .data()
+        .par_iter()
+        .position_first(|&i| i as usize >= plane)
+    {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "index {} at position {j} is out of range for a {}×{} gradient plane ({plane} positions)",
+                idx.data()[j],
+                size[0],
+                size[1]
+            ),
+        ));
+    }
+    let per = (d[2] * d[3]).max(1);
+    let mut out = vec![0.0f32; idx.len()];
+    out.par_chunks_mut(per)
+        .zip(
+            idx.data()
+                .par_chunks(per)
+                .zip(grad.data().par_chunks(plane.max(1))),
+        )
+        .for_each(|(o, (i, g))| o.iter_mut().zip(i).for_each(|(o, &i)| *o = g[i as usize]));
+    Tensor::new(d, out)
+}
+
 /// Each value of `vals` put into its `(n, c)` plane of `size` at its index by `put`, plane by
 /// plane in parallel, in row-major order within a plane.
 fn scatter_planes(

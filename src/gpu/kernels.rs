@@ -113,6 +113,7 @@ pub(crate) enum Kernel {
     CrossEntropy,
     SquaredError,
     SumBlocks,
+    UnpoolBackward,
 }
 
 impl Kernel {
@@ -170,6 +171,7 @@ impl Kernel {
             CrossEntropy => (Shader::Train, "cross_entropy", &[R(1), R(6), W(4), W(5)]),
             SquaredError => (Shader::Train, "squared_error", &[R(1), R(2), W(4), W(5)]),
             SumBlocks => (Shader::Train, "sum_blocks", &[R(1), W(4)]),
+            UnpoolBackward => (Shader::Train, "unpool_backward", &[R(1), R(6), W(4)]),
         }
     }
 

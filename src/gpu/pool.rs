@@ -492,7 +492,7 @@ impl Gpu {
     /// `Err` naming the first index outside a `size` plane; runs `check_indices` on the
     /// device. `base` is the flat position of `idx` in the whole indices tensor and `per_plane`
     /// that tensor's pooled plane length (for the message).
-    fn check_index_range(
+    pub(super) fn check_index_range(
         &self,
         op: &'static str,
         idx: &GpuTensor<u32>,

@@ -7,6 +7,7 @@ use super::{Gpu, GpuTensor, Pass};
 use crate::activation::Activation;
 use crate::error::{ensure, Result};
 use crate::gpu::kernels::Kernel;
+use crate::params::pool::unpool_backward_shape;
 use crate::params::train::{check_same, cross_entropy_dims, Sgd};
 use crate::tensor::Tensor;
 
@@ -206,6 +207,42 @@ impl Gpu {
         let pass = Pass::new(Kernel::CrossEntropy, &params, buffers, pixels);
         self.launch(op, &[], &[pass])?;
         Ok((self.sum_scaled(op, &losses, scale)?, grad))
+    }
+
+    /// The gradient of `max_unpool2d` with respect to its values; see
+    /// [`crate::cpu::max_unpool2d_backward`]. Indices from this library's pooling or uploaded
+    /// from the host need no check on the device; others are range-checked there first (one
+    /// small readback: that call waits).
+    pub fn max_unpool2d_backward(
+        &self,
+        grad: &GpuTensor,
+        idx: &GpuTensor<u32>,
+    ) -> Result<GpuTensor> {
+        let op = "max_unpool2d_backward";
+        let (d, size) = unpool_backward_shape(op, grad.shape(), idx.shape())?;
+        self.check_inputs(op, &[("gradient", grad)])?;
+        self.check_owner(op, "indices", idx)?;
+        self.check_binding(op, "indices", idx.len())?;
+        let plane = size[0] * size[1];
+        let known = match (idx.origin, idx.bound) {
+            (Some(g), _) => g.input[0] * g.input[1] <= plane,
+            (None, Some(bound)) => bound <= plane as u64,
+            _ => false,
+        };
+        if !known && !idx.is_empty() {
+            self.check_index_range(op, idx, size, d[2] * d[3], 0)?;
+        }
+        let out = self.alloc(op, &d)?;
+        let params = TrainParams {
+            total: idx.len() as u32,
+            classes: (d[2] * d[3]) as u32,
+            hw: plane as u32,
+            ..Default::default()
+        };
+        let buffers = vec![grad.buffer(), idx.buffer(), out.buffer()];
+        let pass = Pass::new(Kernel::UnpoolBackward, &params, buffers, idx.len());
+        self.launch(op, &[], &[pass])?;
+        Ok(out)
     }
 
     /// Mean squared error; see [`crate::cpu::mse_loss`]. Returns the loss as a `[1]` tensor

@@ -234,3 +234,20 @@ pub fn unpool_shape(
         .ok_or_else(|| Error::invalid(op, format!("output size {size:?} overflows")))?;
     Ok((d, plane_len))
 }
+
+/// The shapes of `max_unpool2d_backward`: gradient `[N, C, H, W]` and indices `[N, C, h, w]`.
+/// Returns the indices' dims and the unpooled plane size `[H, W]`.
+pub fn unpool_backward_shape(
+    op: &'static str,
+    grad: &[usize],
+    idx: &[usize],
+) -> Result<([usize; 4], [usize; 2])> {
+    let g = dims4(op, "gradient", grad)?;
+    let d = dims4(op, "indices", idx)?;
+    ensure!(
+        g[..2] == d[..2],
+        op,
+        "indices shape {d:?} and gradient shape {g:?} differ in batch or channels"
+    );
+    Ok((d, [g[2], g[3]]))
+}
