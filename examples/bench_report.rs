@@ -1,5 +1,6 @@
-//! The GPU-vs-CPU benchmark report: the standard workloads W1–W8 on the default GPU adapter,
-//! the fast CPU path and the CPU reference, plus a chaining benchmark.
+//! The GPU-vs-CPU benchmark report: the standard workloads W1–W10 on the default GPU adapter,
+//! the fast CPU path and the CPU reference, one training step of the train_segnet network (T1),
+//! plus a chaining benchmark.
 //!
 //! ```text
 //! cargo run --release --example bench_report -- [--quick] [--json FILE] [--md FILE] [--svg FILE]
@@ -16,6 +17,8 @@ use std::time::Instant;
 use convpool::{Conv2d, ConvTranspose2d, Gpu, GpuTensor, Padding, Pool2d, Result};
 use serde::Serialize;
 
+#[path = "train_segnet/net.rs"]
+mod net;
 #[path = "../benches/shared/workloads.rs"]
 mod workloads;
 use workloads::{cost, data, inputs, run_cpu, run_gpu, workloads};
@@ -312,6 +315,28 @@ fn svg(
     Ok(())
 }
 
+/// Times of one training step (forward, loss, backward, SGD) of the train_segnet network on
+/// backend `b`, batch 32; `sync` waits for the backend.
+fn train_step_times<B: net::Backend>(
+    b: &B,
+    sync: impl Fn() -> Result<()>,
+    (warm, reps): (usize, usize),
+) -> Result<Vec<f64>> {
+    let mut model = net::Net::new(b, &net::init_weights(7))?;
+    let x = b.put(&data(&[32, 1, 32, 32], 5)?)?;
+    let labels = convpool::Tensor::<u32>::from_fn([32, 32, 32], |i| (i * 7 % 3) as u32)?;
+    let y = b.put_u32(&labels)?;
+    let sgd = convpool::Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    time(warm, (reps, CELL_MS * ROUNDS as f64, MAX_RUNS), || {
+        model.step(b, &x, &y, [32, 32], &sgd)?;
+        sync()
+    })
+}
+
 fn main() -> Result<()> {
     let a = args();
     let gpu = match Gpu::new() {
@@ -446,7 +471,42 @@ fn main() -> Result<()> {
             rows.push(r);
         }
     }
-    rows.sort_by(|a, b| a.workload.cmp(&b.workload));
+    // T1: one training step of the example's network.
+    let mut t1 = Vec::new();
+    if let Some(gpu) = &gpu {
+        t1.push((
+            "gpu",
+            train_step_times(gpu, || gpu.synchronize(), (warm, reps))?,
+        ));
+    }
+    t1.push((
+        "cpu-fast",
+        train_step_times(&net::Fast, || Ok(()), (warm, reps))?,
+    ));
+    for (backend, t) in t1 {
+        let (median, min, max) = stats(t);
+        println!("T1  training step (train_segnet, batch 32) {backend:<8} median {median:>9.2} ms  (min {min:>8.2}, max {max:>8.2})");
+        rows.push(Row {
+            workload: "T1".into(),
+            op: "training step (train_segnet, batch 32)".into(),
+            backend: backend.into(),
+            median_ms: median,
+            min_ms: min,
+            max_ms: max,
+            gflops: None,
+            gbps: None,
+            kernel_ms: None,
+            adapter: if backend == "gpu" {
+                adapter.clone()
+            } else {
+                format!("cpu: {cpu_name}")
+            },
+        });
+    }
+    rows.sort_by_key(|r| {
+        let (kind, num) = r.workload.split_at(1);
+        (kind.to_string(), num.parse::<u32>().unwrap_or(0))
+    });
     let mut chain_line = String::from("Chaining: no GPU adapter, not measured.");
     if let Some(gpu) = &gpu {
         let n = if a.quick { 9 } else { 41 };

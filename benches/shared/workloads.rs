@@ -1,4 +1,4 @@
-//! The standard workloads W1–W8 of BENCHMARKS.md — shapes, costs, inputs and one run on each
+//! The standard workloads W1–W10 of BENCHMARKS.md — shapes, costs, inputs and one run on each
 //! backend — shared by the criterion benches (`benches/ops.rs`) and the report
 //! (`examples/bench_report.rs`), which include this file as a module.
 
@@ -29,6 +29,18 @@ pub enum Work {
     AvgPool {
         x: [usize; 4],
         p: Pool2d,
+    },
+    /// conv2d's backward pass: input, weight and bias gradients.
+    ConvBackward {
+        x: [usize; 4],
+        w: [usize; 4],
+        spec: Conv2d,
+    },
+    /// conv_transpose2d's backward pass: input, weight and bias gradients.
+    ConvTBackward {
+        x: [usize; 4],
+        w: [usize; 4],
+        spec: ConvTranspose2d,
     },
 }
 
@@ -124,6 +136,28 @@ pub fn workloads() -> Vec<Workload> {
                 p: Pool2d::new([2, 2]),
             },
         },
+        Workload {
+            id: "W9",
+            op: "conv2d backward (input+weight+bias)",
+            work: Work::ConvBackward {
+                x: [8, 64, 56, 56],
+                w: [64, 64, 3, 3],
+                spec: same(1),
+            },
+        },
+        Workload {
+            id: "W10",
+            op: "conv_transpose2d backward",
+            work: Work::ConvTBackward {
+                x: [1, 64, 28, 28],
+                w: [64, 32, 4, 4],
+                spec: ConvTranspose2d {
+                    stride: [2, 2],
+                    padding: [1, 1],
+                    ..Default::default()
+                },
+            },
+        },
     ]
 }
 
@@ -144,6 +178,25 @@ pub fn cost(w: &Work) -> Result<(Option<f64>, Option<f64>)> {
             // C_out/groups = w[1].
             let f = 2.0 * numel(x) as f64 * (w[1] * w[2] * w[3]) as f64;
             (Some(f / 1e9), None)
+        }
+        // The input and the weight gradient each cost the forward's multiply-adds.
+        Work::ConvBackward { x, w, spec } => {
+            let forward = cost(&Work::Conv {
+                x: *x,
+                w: *w,
+                spec: *spec,
+            })?
+            .0;
+            (forward.map(|f| 2.0 * f), None)
+        }
+        Work::ConvTBackward { x, w, spec } => {
+            let forward = cost(&Work::ConvT {
+                x: *x,
+                w: *w,
+                spec: *spec,
+            })?
+            .0;
+            (forward.map(|f| 2.0 * f), None)
         }
         Work::MaxPool { x, p } => {
             let g = p.geometry("bench", x)?;
@@ -217,6 +270,31 @@ pub fn run_cpu(work: &Work, ins: &[Tensor], fast_path: bool) -> Result<()> {
             cpu::avg_pool2d(&ins[0], p)
         }
         .map(drop),
+        // ins: x, w, gy.
+        Work::ConvBackward { x, w, spec } => {
+            let (hw, k) = ([x[2], x[3]], [w[2], w[3]]);
+            if fast_path {
+                fast::conv2d_backward_input(&ins[2], &ins[1], hw, spec)?;
+                fast::conv2d_backward_weight(&ins[2], &ins[0], k, spec)?;
+                fast::bias_backward(&ins[2]).map(drop)
+            } else {
+                cpu::conv2d_backward_input(&ins[2], &ins[1], hw, spec)?;
+                cpu::conv2d_backward_weight(&ins[2], &ins[0], k, spec)?;
+                cpu::bias_backward(&ins[2]).map(drop)
+            }
+        }
+        Work::ConvTBackward { x, w, spec } => {
+            let (hw, k) = ([x[2], x[3]], [w[2], w[3]]);
+            if fast_path {
+                fast::conv_transpose2d_backward_input(&ins[2], &ins[1], hw, spec)?;
+                fast::conv_transpose2d_backward_weight(&ins[2], &ins[0], k, spec)?;
+                fast::bias_backward(&ins[2]).map(drop)
+            } else {
+                cpu::conv_transpose2d_backward_input(&ins[2], &ins[1], hw, spec)?;
+                cpu::conv_transpose2d_backward_weight(&ins[2], &ins[0], k, spec)?;
+                cpu::bias_backward(&ins[2]).map(drop)
+            }
+        }
     }
 }
 
@@ -231,6 +309,18 @@ pub fn run_gpu(gpu: &Gpu, work: &Work, ins: &[GpuTensor]) -> Result<()> {
             gpu.max_unpool2d(&v, &i, [x[2], x[3]]).map(drop)
         }
         Work::AvgPool { p, .. } => gpu.avg_pool2d(&ins[0], p).map(drop),
+        Work::ConvBackward { x, w, spec } => {
+            let (hw, k) = ([x[2], x[3]], [w[2], w[3]]);
+            gpu.conv2d_backward_input(&ins[2], &ins[1], hw, spec)?;
+            gpu.conv2d_backward_weight(&ins[2], &ins[0], k, spec)?;
+            gpu.bias_backward(&ins[2]).map(drop)
+        }
+        Work::ConvTBackward { x, w, spec } => {
+            let (hw, k) = ([x[2], x[3]], [w[2], w[3]]);
+            gpu.conv_transpose2d_backward_input(&ins[2], &ins[1], hw, spec)?;
+            gpu.conv_transpose2d_backward_weight(&ins[2], &ins[0], k, spec)?;
+            gpu.bias_backward(&ins[2]).map(drop)
+        }
     }
 }
 
@@ -239,6 +329,15 @@ pub fn inputs(work: &Work) -> Result<Vec<Tensor>> {
         Work::Conv { x, w, .. } | Work::ConvT { x, w, .. } => vec![data(x, 1)?, data(w, 2)?],
         Work::MaxPool { x, .. } | Work::MaxPoolUnpool { x, .. } | Work::AvgPool { x, .. } => {
             vec![data(x, 1)?]
+        }
+        // The forward input, the weight and an upstream gradient of the output's shape.
+        Work::ConvBackward { x, w, spec } => {
+            let y = spec.geometry(x, w, None)?.output_shape();
+            vec![data(x, 1)?, data(w, 2)?, data(&y, 3)?]
+        }
+        Work::ConvTBackward { x, w, spec } => {
+            let y = spec.geometry(x, w, None)?.input_shape();
+            vec![data(x, 1)?, data(w, 2)?, data(&y, 3)?]
         }
     })
 }

@@ -36,7 +36,7 @@ fn args() -> std::result::Result<Args, String> {
     let mut a = Args {
         epochs: 12,
         train: 2048,
-        lr: 0.1,
+        lr: 0.3,
         gpu: true,
         cpu: true,
         out: "target/train_segnet".into(),
