@@ -36,6 +36,19 @@ pub(crate) fn numel(op: &'static str, shape: &[usize]) -> Result<usize> {
         })
 }
 
+/// The number of elements of `shape`, or an error naming `op` if a `Vec<T>` of them could not
+/// exist (more than `isize::MAX` bytes).
+fn addressable<T>(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let n = numel(op, shape)?;
+    ensure!(
+        n.checked_mul(std::mem::size_of::<T>())
+            .is_some_and(|b| b <= isize::MAX as usize),
+        op,
+        "shape {shape:?} needs more memory than can be addressed"
+    );
+    Ok(n)
+}
+
 impl<T: Element> Tensor<T> {
     /// A tensor of `shape` holding `data` in row-major order.
     /// `Err` if `data.len()` is not the product of `shape`.
@@ -51,10 +64,10 @@ impl<T: Element> Tensor<T> {
         Ok(Tensor { shape, data })
     }
 
-    /// A tensor of `shape` filled with zeros.
+    /// A tensor of `shape` filled with zeros. `Err` if it could not be addressed.
     pub fn zeros(shape: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = shape.into();
-        let n = numel("Tensor::zeros", &shape)?;
+        let n = addressable::<T>("Tensor::zeros", &shape)?;
         Ok(Tensor {
             shape,
             data: vec![T::default(); n],
@@ -64,7 +77,7 @@ impl<T: Element> Tensor<T> {
     /// A tensor whose element at flat index `i` is `f(i)`.
     pub fn from_fn(shape: impl Into<Vec<usize>>, f: impl FnMut(usize) -> T) -> Result<Self> {
         let shape = shape.into();
-        let n = numel("Tensor::from_fn", &shape)?;
+        let n = addressable::<T>("Tensor::from_fn", &shape)?;
         Ok(Tensor {
             shape,
             data: (0..n).map(f).collect(),

@@ -29,8 +29,9 @@ fn conv_cases() -> Vec<([usize; 4], [usize; 4], Conv2d)> {
                 ..d
             },
         ),
-        // A weight-gradient reduction split into parts, the last one short (3·22·22 terms).
-        ([3, 4, 24, 24], [6, 2, 3, 3], Conv2d { groups: 2, ..d }),
+        // A weight-gradient reduction split into parts, the last one short: 7 images of 15×14
+        // outputs are 49 chunks of 32 pixels (each image's last one short), in parts of 25 and 24.
+        ([7, 4, 17, 16], [6, 2, 3, 3], Conv2d { groups: 2, ..d }),
         // More than one 32×32 weight tile each way, asymmetric padding, dilation.
         (
             [1, 40, 7, 6],
@@ -148,11 +149,11 @@ fn conv2d_grads(
                 g.upload(w).unwrap(),
             );
             (
-                g.conv2d_backward_input(&gy, &w, hw, spec)
+                g.conv2d_backward_input_with(&gy, &w, hw, spec, ALGOS[backend - 2])
                     .unwrap()
                     .download()
                     .unwrap(),
-                g.conv2d_backward_weight(&gy, &x, k, spec)
+                g.conv2d_backward_weight_with(&gy, &x, k, spec, ALGOS[backend - 2])
                     .unwrap()
                     .download()
                     .unwrap(),
@@ -189,11 +190,11 @@ fn transpose_grads(
                 g.upload(w).unwrap(),
             );
             (
-                g.conv_transpose2d_backward_input(&gy, &w, hw, spec)
+                g.conv_transpose2d_backward_input_with(&gy, &w, hw, spec, ALGOS[backend - 2])
                     .unwrap()
                     .download()
                     .unwrap(),
-                g.conv_transpose2d_backward_weight(&gy, &x, k, spec)
+                g.conv_transpose2d_backward_weight_with(&gy, &x, k, spec, ALGOS[backend - 2])
                     .unwrap()
                     .download()
                     .unwrap(),
@@ -202,16 +203,32 @@ fn transpose_grads(
     }
 }
 
-/// The backends to run: the CPU reference and the fast path, and the GPU where there is one.
+/// The backends to run: the CPU reference and the fast path, and the GPU with each kernel
+/// choice where there is one (the weight gradient: `Gemm` the subgroup kernel where the device
+/// has it, `GemmTiled` and `Direct` the workgroup-memory one; the input gradients: the forward
+/// kernels of each choice).
 fn backends(gpu: &Option<Gpu>) -> Vec<usize> {
     if gpu.is_some() {
-        vec![0, 1, 2]
+        vec![0, 1, 2, 3, 4, 5]
     } else {
         vec![0, 1]
     }
 }
 
-const NAMES: [&str; 3] = ["cpu", "fast", "gpu"];
+const ALGOS: [ConvAlgo; 4] = [
+    ConvAlgo::Auto,
+    ConvAlgo::Direct,
+    ConvAlgo::Gemm,
+    ConvAlgo::GemmTiled,
+];
+const NAMES: [&str; 6] = [
+    "cpu",
+    "fast",
+    "gpu Auto",
+    "gpu Direct",
+    "gpu Gemm",
+    "gpu GemmTiled",
+];
 
 #[test]
 fn conv2d_backward_passes_are_the_adjoints_and_match_the_reference() {

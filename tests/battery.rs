@@ -239,3 +239,191 @@ fn pooling_never_panics() {
         .unwrap();
     t.report("pooling");
 }
+
+/// Elements of `shape`, or `usize::MAX` where the product overflows on the way.
+fn numel(shape: &[usize]) -> usize {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .unwrap_or(usize::MAX)
+}
+
+#[test]
+fn training_ops_never_panic() {
+    use convpool::{Activation, Sgd};
+    let gpu = gpu();
+    let t = Tally::default();
+    let conv = (pair(), pair(), pair(), dim()).prop_map(|(stride, pad, dilation, groups)| Conv2d {
+        stride,
+        padding: Padding::Explicit {
+            top: pad[0],
+            bottom: pad[1],
+            left: pad[1],
+            right: pad[0],
+        },
+        dilation,
+        groups,
+    });
+    let convt = (pair(), pair(), pair(), pair(), dim()).prop_map(
+        |(stride, padding, output_padding, dilation, groups)| ConvTranspose2d {
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+        },
+    );
+    let value = prop_oneof![
+        Just(0.0f32),
+        Just(-1.0),
+        Just(6.0),
+        Just(f32::NAN),
+        Just(f32::INFINITY)
+    ];
+    let act = (0usize..6, value.clone(), value.clone()).prop_map(|(k, a, b)| match k {
+        0 => Activation::Identity,
+        1 => Activation::Relu,
+        2 => Activation::LeakyRelu { slope: a },
+        3 => Activation::Clamp { min: a, max: b },
+        4 => Activation::Sigmoid,
+        _ => Activation::Tanh,
+    });
+    let sgd = (value.clone(), value.clone(), value).prop_map(|(lr, momentum, weight_decay)| Sgd {
+        lr,
+        momentum,
+        weight_decay,
+    });
+    let shapes = (
+        [dim(), dim(), dim(), dim()],
+        [dim(), dim(), dim(), dim()],
+        pair(),
+    );
+    runner(600)
+        .run(
+            &(shapes, conv, convt, act, sgd, 0u32..6, any::<bool>()),
+            |((a_shape, b_shape, size), spec, tspec, act, sgd, label, alike)| {
+                // Half the cases give both operands one shape, so the elementwise ops run.
+                let b_shape = if alike { a_shape } else { b_shape };
+                let (Some(a), Some(b)) = (tensor(a_shape, 1), tensor(b_shape, 2)) else {
+                    return Ok(());
+                };
+                // Sizes whose tensors could be built (the CPU would allocate them).
+                // and whose multiply-adds stay few (the reference runs them one by one).
+                let small = |s: Result<convpool::ConvGeometry>, weight: bool| {
+                    s.map_or(true, |g| {
+                        let w = [g.c_out, g.c_in_per_group(), g.kernel[0], g.kernel[1]];
+                        let macs = numel(&g.output_shape()).saturating_mul(numel(&w[1..]));
+                        numel(&g.input_shape()) <= 20_000
+                            && numel(&g.output_shape()) <= 20_000
+                            && (!weight || numel(&w) <= 20_000)
+                            && macs <= 200_000
+                    })
+                };
+                let bi = small(
+                    spec.backward_input_geometry(a.shape(), b.shape(), size),
+                    false,
+                );
+                let bw = small(
+                    spec.backward_weight_geometry(a.shape(), b.shape(), size),
+                    true,
+                );
+                let ti = small(
+                    tspec.backward_input_geometry(a.shape(), b.shape(), size),
+                    false,
+                );
+                let tw = small(
+                    tspec.backward_weight_geometry(a.shape(), b.shape(), size),
+                    true,
+                );
+                let mut refused = Vec::new();
+                if bi {
+                    refused.push(t.count(&cpu::conv2d_backward_input(&a, &b, size, &spec)));
+                    t.count(&fast::conv2d_backward_input(&a, &b, size, &spec));
+                }
+                if bw {
+                    refused.push(t.count(&cpu::conv2d_backward_weight(&a, &b, size, &spec)));
+                    t.count(&fast::conv2d_backward_weight(&a, &b, size, &spec));
+                }
+                if ti {
+                    let r = cpu::conv_transpose2d_backward_input(&a, &b, size, &tspec);
+                    refused.push(t.count(&r));
+                    t.count(&fast::conv_transpose2d_backward_input(&a, &b, size, &tspec));
+                }
+                if tw {
+                    let r = cpu::conv_transpose2d_backward_weight(&a, &b, size, &tspec);
+                    refused.push(t.count(&r));
+                    t.count(&fast::conv_transpose2d_backward_weight(
+                        &a, &b, size, &tspec,
+                    ));
+                }
+                let c_bias = t.count(&cpu::bias_backward(&a));
+                t.count(&fast::bias_backward(&a));
+                let c_act = t.count(&cpu::activation(&a, act));
+                t.count(&fast::activation(&a, act));
+                let c_actb = t.count(&cpu::activation_backward(&a, &b, act));
+                t.count(&fast::activation_backward(&a, &b, act));
+                let c_add = t.count(&cpu::add(&a, &b));
+                let c_mse = t.count(&cpu::mse_loss(&a, &b));
+                t.count(&fast::mse_loss(&a, &b));
+                let c_sgd = t.count(&cpu::sgd_update(&a, &b, &a, &sgd));
+                t.count(&fast::sgd_update(&a, &b, &a, &sgd));
+                let lshape = [b_shape[0], b_shape[2], b_shape[3]];
+                let labels = (numel(&lshape) <= 2000).then(|| {
+                    Tensor::<u32>::from_fn(lshape, |i| (i as u32 * 7 + label) % 6).unwrap()
+                });
+                let c_ce = labels.as_ref().map(|l| {
+                    t.count(&fast::softmax_cross_entropy(&a, l));
+                    t.count(&cpu::softmax_cross_entropy(&a, l))
+                });
+                let idx = Tensor::<u32>::from_fn(b_shape, |i| (i as u32 * 5 + label) % 9).unwrap();
+                let c_unpool = t.count(&cpu::max_unpool2d_backward(&a, &idx));
+                t.count(&fast::max_unpool2d_backward(&a, &idx));
+                let Some(gpu) = &gpu else { return Ok(()) };
+                let (ga, gb) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+                let mut r = refused.into_iter();
+                if bi {
+                    let g = gpu.conv2d_backward_input(&ga, &gb, size, &spec);
+                    t.agree("conv2d_backward_input", r.next().unwrap(), &g);
+                }
+                if bw {
+                    let g = gpu.conv2d_backward_weight(&ga, &gb, size, &spec);
+                    t.agree("conv2d_backward_weight", r.next().unwrap(), &g);
+                }
+                if ti {
+                    let g = gpu.conv_transpose2d_backward_input(&ga, &gb, size, &tspec);
+                    t.agree("conv_transpose2d_backward_input", r.next().unwrap(), &g);
+                }
+                if tw {
+                    let g = gpu.conv_transpose2d_backward_weight(&ga, &gb, size, &tspec);
+                    t.agree("conv_transpose2d_backward_weight", r.next().unwrap(), &g);
+                }
+                t.agree("bias_backward", c_bias, &gpu.bias_backward(&ga));
+                t.agree("activation", c_act, &gpu.activation(&ga, act));
+                t.agree(
+                    "activation_backward",
+                    c_actb,
+                    &gpu.activation_backward(&ga, &gb, act),
+                );
+                t.agree("add", c_add, &gpu.add(&ga, &gb));
+                t.agree("mse_loss", c_mse, &gpu.mse_loss(&ga, &gb));
+                t.agree("sgd_update", c_sgd, &gpu.sgd_update(&ga, &gb, &ga, &sgd));
+                if let (Some(l), Some(c)) = (&labels, c_ce) {
+                    let gl = gpu.upload(l).unwrap();
+                    t.agree(
+                        "softmax_cross_entropy",
+                        c,
+                        &gpu.softmax_cross_entropy(&ga, &gl),
+                    );
+                }
+                let gi = gpu.upload(&idx).unwrap();
+                t.agree(
+                    "max_unpool2d_backward",
+                    c_unpool,
+                    &gpu.max_unpool2d_backward(&ga, &gi),
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+    t.report("training");
+}

@@ -11,6 +11,10 @@ use crate::tensor::{dims4, Tensor};
 /// `y[o] += x[i] · w[k]` of the forward convolution `g`, in the forward's order.
 fn each_term(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
     let [kh, kw] = g.kernel;
+    let outputs = g.output_shape().iter().product::<usize>();
+    if outputs == 0 || g.c_in_per_group() == 0 {
+        return; // no term (and a batch of usize::MAX empty images must not be walked)
+    }
     let [h, wd] = g.input;
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let mut o = 0;
@@ -95,6 +99,9 @@ pub fn conv2d_backward_weight(
 pub fn bias_backward(gy: &Tensor) -> Result<Tensor> {
     let [n, c, h, w] = dims4("bias_backward", "gradient", gy.shape())?;
     let mut gb = Tensor::zeros([c])?;
+    if gy.is_empty() {
+        return Ok(gb);
+    }
     for b in 0..n {
         for ch in 0..c {
             let plane = &gy.data()[(b * c + ch) * h * w..][..h * w];

@@ -162,7 +162,7 @@ fn check_indices(
     size: [usize; 2],
 ) -> Result<([usize; 4], usize)> {
     let (d, plane_len) = unpool_shape(op, vals, idx.shape(), size)?;
-    let planes = d[2] * d[3];
+    let planes = d[2].saturating_mul(d[3]);
     if let Some((j, &i)) = idx
         .data()
         .iter()
@@ -221,7 +221,7 @@ pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor>
     let op = "max_unpool2d_backward";
     let (d, size) = crate::params::pool::unpool_backward_shape(op, grad.shape(), idx.shape())?;
     let (_, plane_len) = check_indices(op, idx.shape(), idx, size)?;
-    let per_plane = d[2] * d[3];
+    let per_plane = d[2].saturating_mul(d[3]);
     Tensor::from_fn(d, |j| {
         grad.data()[j / per_plane * plane_len + idx.data()[j] as usize]
     })

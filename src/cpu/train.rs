@@ -49,6 +49,9 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor<u32>) -> Result<(f
     let op = "softmax_cross_entropy";
     let [n, c, h, w] = cross_entropy_dims(logits.shape(), labels.shape())?;
     check_labels(op, labels, c)?;
+    if logits.is_empty() {
+        return Ok((f32::NAN, Tensor::zeros(logits.shape())?));
+    }
     let hw = h * w;
     let pixels = n * hw;
     let scale = 1.0 / pixels as f32;

@@ -69,6 +69,9 @@ pub fn conv_transpose2d_backward_weight(
 /// planes image by image.
 pub fn bias_backward(gy: &Tensor) -> Result<Tensor> {
     let [n, c, h, w] = dims4("bias_backward", "gradient", gy.shape())?;
+    if gy.is_empty() {
+        return Tensor::zeros([c]);
+    }
     let plane = h * w;
     let sums = (0..c)
         .into_par_iter()

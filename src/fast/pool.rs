@@ -231,7 +231,7 @@ pub fn max_pool2d_backward(grad: &Tensor, idx: &Tensor<u32>, size: [usize; 2]) -
 pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor> {
     let op = "max_unpool2d_backward";
     let (d, size) = crate::params::pool::unpool_backward_shape(op, grad.shape(), idx.shape())?;
-    let plane = size[0] * size[1];
+    let plane = size[0].saturating_mul(size[1]);
     if let Some(j) = idx
         .data()
         .par_iter()
@@ -247,7 +247,7 @@ pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor>
             ),
         ));
     }
-    let per = (d[2] * d[3]).max(1);
+    let per = d[2].saturating_mul(d[3]).max(1);
     let mut out = vec![0.0f32; idx.len()];
     out.par_chunks_mut(per)
         .zip(

@@ -55,12 +55,12 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor<u32>) -> Result<(f
     let op = "softmax_cross_entropy";
     let [n, c, h, w] = cross_entropy_dims(logits.shape(), labels.shape())?;
     check_labels(op, labels, c)?;
+    if logits.is_empty() {
+        return Ok((f32::NAN, Tensor::zeros(logits.shape())?));
+    }
     let hw = h * w;
     let scale = 1.0 / (n * hw) as f32;
     let mut grad = vec![0.0f32; logits.len()];
-    if grad.is_empty() {
-        return Ok((f32::NAN, Tensor::new(logits.shape(), grad)?));
-    }
     let losses: Vec<f32> = grad
         .par_chunks_mut(c * hw)
         .zip(logits.data().par_chunks(c * hw))

@@ -19,8 +19,8 @@ use crate::tensor::dims4;
 struct WgradParams {
     m: u32,
     k: u32,
-    r_total: u32,
-    part_len: u32,
+    units: u32,
+    part_units: u32,
     m_tiles: u32,
     n_tiles: u32,
     groups: u32,
@@ -37,38 +37,45 @@ struct WgradParams {
     p_h: u32,
     p_w: u32,
     total_out: u32,
-    npix_magic: [u32; 2],
+    /// Chunks of 32 pixels per image.
+    chunks: u32,
+    _pad: u32,
     ow_magic: [u32; 2],
 }
 
-/// The weight-gradient tile: 32 output channels × 32 reduction columns per workgroup.
-const WGRAD_TILE: usize = 32;
-/// Terms one workgroup sums per step (a part's length is a multiple of it).
-const WGRAD_STEP: usize = 32;
+/// The weight-gradient tile of the workgroup-memory kernel: 32 output channels × 32 columns.
+const WGRAD_TILE: [usize; 2] = [32, 32];
+/// The tile of the subgroup kernel: 8 output channels × 32 columns per 8-lane workgroup.
+const WGRAD_SG_TILE: [usize; 2] = [8, 32];
+/// Consecutive pixels of one image a workgroup sums per step (a chunk).
+const WGRAD_CHUNK: usize = 32;
 /// The weight gradient's reduction is split until about this many workgroups run…
 const WGRAD_TARGET_GROUPS: usize = 256;
-/// …but into parts of at least this many terms, and at most [`WGRAD_MAX_PARTS`] parts.
-const WGRAD_MIN_PART: usize = 1024;
+/// …but into parts of at least this many chunks, and at most [`WGRAD_MAX_PARTS`] parts.
+const WGRAD_MIN_PART: usize = 32;
 const WGRAD_MAX_PARTS: usize = 64;
 
-/// How the weight gradient's `r_total` terms are split, for `tiles` output tiles: `(parts,
-/// part_len)`. A function of the shape alone, so every run sums the same parts in the same order.
-fn wgrad_parts(r_total: usize, tiles: usize) -> (usize, usize) {
+/// How the weight gradient's `units` chunks are split, for `tiles` output tiles: `(parts,
+/// chunks per part)`. A function of the shape alone, so every run sums the same parts in the
+/// same order.
+fn wgrad_parts(units: usize, tiles: usize) -> (usize, usize) {
     let want = (WGRAD_TARGET_GROUPS / tiles.max(1)).clamp(1, WGRAD_MAX_PARTS);
-    let parts = r_total.div_ceil(WGRAD_MIN_PART).clamp(1, want);
-    let part_len = r_total.div_ceil(parts).next_multiple_of(WGRAD_STEP);
-    (r_total.div_ceil(part_len).max(1), part_len)
+    let parts = units.div_ceil(WGRAD_MIN_PART).clamp(1, want);
+    let per_part = units.div_ceil(parts).max(1);
+    (units.div_ceil(per_part).max(1), per_part)
 }
 
 impl Gpu {
     /// The weight gradient `[C_out, C_in/groups, kH, kW]` of forward convolution `g`, from `gy`
     /// (shaped as its output) and `x` (as its input).
+    /// `algo`: `Gemm` (and `Auto`) take the subgroup kernel where the device has subgroups of
+    /// at least 8 lanes, `GemmTiled` and `Direct` the workgroup-memory one.
     fn weight_grad(
         &self,
         op: &'static str,
         g: &ConvGeometry,
-        gy: &GpuTensor,
-        x: &GpuTensor,
+        [gy, x]: [&GpuTensor; 2],
+        algo: ConvAlgo,
     ) -> Result<GpuTensor> {
         let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
         let k = cig * g.kernel[0] * g.kernel[1];
@@ -78,22 +85,28 @@ impl Gpu {
             return Ok(gw);
         }
         let npix = g.output[0] * g.output[1];
-        let r_total = g.n * npix;
-        if r_total == 0 {
+        let chunks = npix.div_ceil(WGRAD_CHUNK);
+        let units = g.n * chunks;
+        if units == 0 {
             self.launch(op, &[gw.buffer()], &[])?;
             return Ok(gw);
         }
         self.check_binding(op, "gradient", gy.len())?;
         self.check_binding(op, "input", x.len())?;
-        let (m_tiles, n_tiles) = (cog.div_ceil(WGRAD_TILE), k.div_ceil(WGRAD_TILE));
+        let sg = matches!(algo, ConvAlgo::Auto | ConvAlgo::Gemm) && self.inner.subgroup_gemm;
+        let (kernel, tile) = match sg {
+            true => (Kernel::WeightGradSg, WGRAD_SG_TILE),
+            false => (Kernel::WeightGrad, WGRAD_TILE),
+        };
+        let (m_tiles, n_tiles) = (cog.div_ceil(tile[0]), k.div_ceil(tile[1]));
         let tiles = g.groups * m_tiles * n_tiles;
-        let (parts, part_len) = wgrad_parts(r_total, tiles);
+        let (parts, part_units) = wgrad_parts(units, tiles);
         let u = |v: usize| v as u32;
         let params = WgradParams {
             m: u(cog),
             k: u(k),
-            r_total: u(r_total),
-            part_len: u(part_len),
+            units: u(units),
+            part_units: u(part_units),
             m_tiles: u(m_tiles),
             n_tiles: u(n_tiles),
             groups: u(g.groups),
@@ -110,14 +123,15 @@ impl Gpu {
             p_h: u(g.pad_before[0]),
             p_w: u(g.pad_before[1]),
             total_out: u(gw.len()),
-            npix_magic: magic(npix),
+            chunks: u(chunks),
+            _pad: 0,
             ow_magic: magic(g.output[1]),
         };
         let table = self.table(&k_table(g)?)?;
         let groups = (parts * tiles) as u64;
         if parts == 1 {
             let buffers = vec![gy.buffer(), x.buffer(), table.buffer(), gw.buffer()];
-            let pass = Pass::tiled(Kernel::WeightGrad, &params, buffers, groups);
+            let pass = Pass::tiled(kernel, &params, buffers, groups);
             self.launch(op, &[], &[pass])?;
             return Ok(gw);
         }
@@ -125,7 +139,7 @@ impl Gpu {
         let partial = self.alloc::<f32>(op, &[parts, gw.len()])?;
         let buffers = vec![gy.buffer(), x.buffer(), table.buffer(), partial.buffer()];
         let passes = [
-            Pass::tiled(Kernel::WeightGrad, &params, buffers, groups),
+            Pass::tiled(kernel, &params, buffers, groups),
             Pass::new(
                 Kernel::SumParts,
                 &params,
@@ -159,11 +173,22 @@ impl Gpu {
         size: [usize; 2],
         spec: &Conv2d,
     ) -> Result<GpuTensor> {
+        self.conv2d_backward_input_with(gy, w, size, spec, ConvAlgo::Auto)
+    }
+
+    /// `conv2d_backward_input` with a chosen kernel (conv_transpose2d's, see [`ConvAlgo`]).
+    pub fn conv2d_backward_input_with(
+        &self,
+        gy: &GpuTensor,
+        w: &GpuTensor,
+        size: [usize; 2],
+        spec: &Conv2d,
+        algo: ConvAlgo,
+    ) -> Result<GpuTensor> {
         let op = "conv2d_backward_input";
         self.check_pair(op, ["gradient", "weight"], gy, w)?;
         let g = spec.backward_input_geometry(gy.shape(), w.shape(), size)?;
-        let algo = (ConvAlgo::Auto, Activation::Identity);
-        self.conv_transpose2d_geom(op, [gy, w], None, &g, algo)
+        self.conv_transpose2d_geom(op, [gy, w], None, &g, (algo, Activation::Identity))
     }
 
     /// The gradient of `conv2d` with respect to its weight; see
@@ -177,10 +202,24 @@ impl Gpu {
         kernel: [usize; 2],
         spec: &Conv2d,
     ) -> Result<GpuTensor> {
+        self.conv2d_backward_weight_with(gy, x, kernel, spec, ConvAlgo::Auto)
+    }
+
+    /// `conv2d_backward_weight` with a chosen kernel: `Gemm` the subgroup one (where the device
+    /// has subgroups of at least 8 lanes; `Auto` picks it there), `GemmTiled` (or `Direct`) the
+    /// workgroup-memory one.
+    pub fn conv2d_backward_weight_with(
+        &self,
+        gy: &GpuTensor,
+        x: &GpuTensor,
+        kernel: [usize; 2],
+        spec: &Conv2d,
+        algo: ConvAlgo,
+    ) -> Result<GpuTensor> {
         let op = "conv2d_backward_weight";
         self.check_pair(op, ["gradient", "input"], gy, x)?;
         let g = spec.backward_weight_geometry(gy.shape(), x.shape(), kernel)?;
-        self.weight_grad(op, &g, gy, x)
+        self.weight_grad(op, &g, [gy, x], algo)
     }
 
     /// The gradient of a convolution's bias; see [`crate::cpu::bias_backward`]. One workgroup
@@ -193,9 +232,13 @@ impl Gpu {
         if c == 0 {
             return Ok(gb);
         }
+        if gy.is_empty() {
+            self.launch(op, &[gb.buffer()], &[])?;
+            return Ok(gb);
+        }
         self.check_binding(op, "gradient", gy.len())?;
         let params = WgradParams {
-            r_total: n as u32,
+            units: n as u32,
             c_y: c as u32,
             npix: (h * w) as u32,
             ..Default::default()
@@ -216,16 +259,22 @@ impl Gpu {
         size: [usize; 2],
         spec: &ConvTranspose2d,
     ) -> Result<GpuTensor> {
+        self.conv_transpose2d_backward_input_with(gy, w, size, spec, ConvAlgo::Auto)
+    }
+
+    /// `conv_transpose2d_backward_input` with a chosen kernel (conv2d's, see [`ConvAlgo`]).
+    pub fn conv_transpose2d_backward_input_with(
+        &self,
+        gy: &GpuTensor,
+        w: &GpuTensor,
+        size: [usize; 2],
+        spec: &ConvTranspose2d,
+        algo: ConvAlgo,
+    ) -> Result<GpuTensor> {
         let op = "conv_transpose2d_backward_input";
         self.check_pair(op, ["gradient", "weight"], gy, w)?;
         let g = spec.backward_input_geometry(gy.shape(), w.shape(), size)?;
-        self.conv2d_geom(
-            op,
-            [gy, w],
-            None,
-            &g,
-            (ConvAlgo::Auto, Activation::Identity),
-        )
+        self.conv2d_geom(op, [gy, w], None, &g, (algo, Activation::Identity))
     }
 
     /// The gradient of `conv_transpose2d` with respect to its weight; see
@@ -238,11 +287,24 @@ impl Gpu {
         kernel: [usize; 2],
         spec: &ConvTranspose2d,
     ) -> Result<GpuTensor> {
+        self.conv_transpose2d_backward_weight_with(gy, x, kernel, spec, ConvAlgo::Auto)
+    }
+
+    /// `conv_transpose2d_backward_weight` with a chosen kernel, as
+    /// [`Gpu::conv2d_backward_weight_with`].
+    pub fn conv_transpose2d_backward_weight_with(
+        &self,
+        gy: &GpuTensor,
+        x: &GpuTensor,
+        kernel: [usize; 2],
+        spec: &ConvTranspose2d,
+        algo: ConvAlgo,
+    ) -> Result<GpuTensor> {
         let op = "conv_transpose2d_backward_weight";
         self.check_pair(op, ["gradient", "input"], gy, x)?;
         let g = spec.backward_weight_geometry(gy.shape(), x.shape(), kernel)?;
         // The forward convolution's output is `x`, its input `gy`.
-        self.weight_grad(op, &g, x, gy)
+        self.weight_grad(op, &g, [x, gy], algo)
     }
 
     /// `activation(conv2d(x, w, bias, spec), act)` in one pass: the activation runs in the
@@ -315,20 +377,24 @@ mod tests {
     use super::wgrad_parts;
 
     #[test]
-    fn parts_cover_the_terms_and_depend_on_the_shape_alone() {
-        for (r, tiles) in [
+    fn parts_cover_the_chunks_and_depend_on_the_shape_alone() {
+        for (u, tiles) in [
             (1, 1),
             (31, 1),
-            (25088, 36),
-            (32768, 5),
-            (100_000, 1),
+            (784, 36),
+            (1024, 5),
+            (3125, 1),
             (5, 300),
+            (49, 1),
         ] {
-            let (parts, len) = wgrad_parts(r, tiles);
-            assert!(parts >= 1 && len % 32 == 0);
-            assert!(parts * len >= r && (parts - 1) * len < r, "{r} {tiles}");
-            assert_eq!((parts, len), wgrad_parts(r, tiles));
+            let (parts, len) = wgrad_parts(u, tiles);
+            assert!(parts >= 1 && len >= 1);
+            assert!(parts * len >= u && (parts - 1) * len < u, "{u} {tiles}");
+            assert_eq!((parts, len), wgrad_parts(u, tiles));
         }
-        assert_eq!(wgrad_parts(25088, 36).0, 7);
+        // W2's layer: 8 images of 98 chunks, 36 tiles: 7 parts.
+        assert_eq!(wgrad_parts(784, 36).0, 7);
+        // tests/backward.rs's short last part: 49 chunks in parts of 25 and 24.
+        assert_eq!(wgrad_parts(49, 1), (2, 25));
     }
 }

@@ -19,6 +19,7 @@ enum Shader {
     Unpool2d,
     UnpoolTiles,
     ConvBackward,
+    ConvBackwardSg,
     Train,
 }
 
@@ -60,7 +61,13 @@ impl Shader {
             ),
             Shader::ConvBackward => concat!(
                 include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_backward_common.wgsl"),
                 include_str!("../../shaders/conv_backward.wgsl")
+            ),
+            Shader::ConvBackwardSg => concat!(
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_backward_common.wgsl"),
+                include_str!("../../shaders/conv_backward_sg.wgsl")
             ),
             Shader::Train => concat!(
                 include_str!("../../shaders/common.wgsl"),
@@ -104,6 +111,7 @@ pub(crate) enum Kernel {
     AvgUnpool,
     AvgPoolBackward,
     WeightGrad,
+    WeightGradSg,
     SumParts,
     ChannelSums,
     ActForward,
@@ -160,6 +168,11 @@ impl Kernel {
             WeightGrad => (
                 Shader::ConvBackward,
                 "weight_grad",
+                &[R(1), R(2), R(3), W(4)],
+            ),
+            WeightGradSg => (
+                Shader::ConvBackwardSg,
+                "weight_grad_sg",
                 &[R(1), R(2), R(3), W(4)],
             ),
             SumParts => (Shader::ConvBackward, "sum_parts", &[R(5), W(4)]),

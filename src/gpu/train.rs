@@ -223,19 +223,19 @@ impl Gpu {
         self.check_inputs(op, &[("gradient", grad)])?;
         self.check_owner(op, "indices", idx)?;
         self.check_binding(op, "indices", idx.len())?;
-        let plane = size[0] * size[1];
+        let plane = size[0].saturating_mul(size[1]);
         let known = match (idx.origin, idx.bound) {
             (Some(g), _) => g.input[0] * g.input[1] <= plane,
             (None, Some(bound)) => bound <= plane as u64,
             _ => false,
         };
         if !known && !idx.is_empty() {
-            self.check_index_range(op, idx, size, d[2] * d[3], 0)?;
+            self.check_index_range(op, idx, size, d[2].saturating_mul(d[3]), 0)?;
         }
         let out = self.alloc(op, &d)?;
         let params = TrainParams {
             total: idx.len() as u32,
-            classes: (d[2] * d[3]) as u32,
+            classes: d[2].saturating_mul(d[3]) as u32,
             hw: plane as u32,
             ..Default::default()
         };

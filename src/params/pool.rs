@@ -249,5 +249,12 @@ pub fn unpool_backward_shape(
         op,
         "indices shape {d:?} and gradient shape {g:?} differ in batch or channels"
     );
+    ensure!(
+        g[2].checked_mul(g[3]).is_some(),
+        op,
+        "gradient plane {}×{} overflows",
+        g[2],
+        g[3]
+    );
     Ok((d, [g[2], g[3]]))
 }

@@ -1,0 +1,102 @@
+// The weight gradient with operands shared through subgroup shuffles, for devices with
+// subgroups of at least 8 lanes (as conv_gemm_sg.wgsl): a workgroup is 8 invocations, one
+// subgroup, computing an 8 (m) × 32 (k) tile of one part's sum. For each term r of the part,
+// lane l loads the im2col values of columns n0 + 4l .. + 3 and the gradient of row m0 + l;
+// every lane takes the eight gradients from their lanes by shuffle. The terms run in order,
+// (image, row, column) carried without division.
+
+@compute @workgroup_size(8)
+fn weight_grad_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane: u32) {
+    let tile = flat_group(wid, nwg);
+    let nt = tile % p.n_tiles;
+    let mt = (tile / p.n_tiles) % p.m_tiles;
+    let g = (tile / (p.n_tiles * p.m_tiles)) % p.groups;
+    let part = tile / (p.n_tiles * p.m_tiles * p.groups);
+    if (part >= p.parts) { return; }
+    let m0 = mt * 8u;
+    let n0 = nt * 32u + 4u * lane;
+    // This lane's four columns: their taps, or a row offset that puts them outside the input.
+    let off = vec4<i32>(0, -1073741824, 0, 0);
+    let t0 = select(off, k_table[min(n0, p.k - 1u)], n0 < p.k);
+    let t1 = select(off, k_table[min(n0 + 1u, p.k - 1u)], n0 + 1u < p.k);
+    let t2 = select(off, k_table[min(n0 + 2u, p.k - 1u)], n0 + 2u < p.k);
+    let t3 = select(off, k_table[min(n0 + 3u, p.k - 1u)], n0 + 3u < p.k);
+    let m_mine = m0 + lane;
+    let a_ok = m_mine < p.m;
+    // The part's terms: chunks u_start .. u_end, as flat (image, pixel) indices.
+    let u_start = part * p.part_units;
+    let u_end = min(u_start + p.part_units, p.units);
+    let b_start = u_start / p.chunks;
+    let r_start = b_start * p.npix + (u_start - b_start * p.chunks) * 32u;
+    let b_end = u_end / p.chunks;
+    let r_end = b_end * p.npix + min((u_end - b_end * p.chunks) * 32u, p.npix);
+    var b = b_start;
+    var px = r_start - b_start * p.npix;
+    var oy = px / p.out_w;
+    var ox = px - oy * p.out_w;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    let in_h = i32(p.in_h);
+    let in_w = i32(p.in_w);
+    for (var r = r_start; r < r_end; r++) {
+        let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
+        let iy = i32(oy * p.s_h) - i32(p.p_h);
+        let ix = i32(ox * p.s_w) - i32(p.p_w);
+        let a = select(0.0, gy[select(0u, (b * p.c_y + g * p.m + m_mine) * p.npix + px, a_ok)], a_ok);
+        let y = vec4<i32>(iy + t0.y, iy + t1.y, iy + t2.y, iy + t3.y);
+        let xx = vec4<i32>(ix + t0.z, ix + t1.z, ix + t2.z, ix + t3.z);
+        let zero = vec4<i32>(0);
+        let ok = (y >= zero) & (y < vec4<i32>(in_h)) & (xx >= zero) & (xx < vec4<i32>(in_w));
+        let at = vec4<u32>(x_base) + vec4<u32>(vec4<i32>(t0.x, t1.x, t2.x, t3.x))
+            + vec4<u32>(y) * p.in_w + vec4<u32>(xx);
+        let bv = vec4<f32>(
+            select(0.0, x[select(0u, at.x, ok.x)], ok.x),
+            select(0.0, x[select(0u, at.y, ok.y)], ok.y),
+            select(0.0, x[select(0u, at.z, ok.z)], ok.z),
+            select(0.0, x[select(0u, at.w, ok.w)], ok.w));
+        acc0 += subgroupShuffle(a, 0u) * bv;
+        acc1 += subgroupShuffle(a, 1u) * bv;
+        acc2 += subgroupShuffle(a, 2u) * bv;
+        acc3 += subgroupShuffle(a, 3u) * bv;
+        acc4 += subgroupShuffle(a, 4u) * bv;
+        acc5 += subgroupShuffle(a, 5u) * bv;
+        acc6 += subgroupShuffle(a, 6u) * bv;
+        acc7 += subgroupShuffle(a, 7u) * bv;
+        // The next term: column, row and image carried.
+        px += 1u;
+        ox += 1u;
+        if (ox == p.out_w) {
+            ox = 0u;
+            oy += 1u;
+            if (px == p.npix) {
+                px = 0u;
+                oy = 0u;
+                b += 1u;
+            }
+        }
+    }
+    let base = part * p.total_out + g * p.m * p.k;
+    store_sg(base, m0, n0, acc0);
+    store_sg(base, m0 + 1u, n0, acc1);
+    store_sg(base, m0 + 2u, n0, acc2);
+    store_sg(base, m0 + 3u, n0, acc3);
+    store_sg(base, m0 + 4u, n0, acc4);
+    store_sg(base, m0 + 5u, n0, acc5);
+    store_sg(base, m0 + 6u, n0, acc6);
+    store_sg(base, m0 + 7u, n0, acc7);
+}
+
+// Stores columns n0 .. n0 + 3 of row m of a part's sum, those inside the matrix.
+fn store_sg(base: u32, m: u32, n0: u32, v: vec4<f32>) {
+    if (m >= p.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < p.k) { out[base + m * p.k + n0 + j] = v[j]; }
+    }
+}
