@@ -17,7 +17,7 @@ use crate::tensor::Tensor;
 mod winograd;
 
 /// Output columns (pixels) per conv2d task: a band of whole output rows.
-pub(super) const BAND_COLUMNS: usize = 256;
+const BAND_COLUMNS: usize = 256;
 /// Floats a task's im2col block (or col2im block) may hold, unless one output row (one output
 /// channel) alone needs more: 1 MiB, the size of one core's L2 cache on the benchmark machine.
 pub(super) const BLOCK_FLOATS: usize = 1 << 18;
