@@ -139,6 +139,19 @@ fn fast_pooling_matches_the_reference() {
             &fast::max_unpool2d(&v, &idx, size).unwrap(),
             &cpu::max_unpool2d(&rv, &ridx, size).unwrap(),
         );
+        // The backward passes: overlapping windows sum into one position, in the same order.
+        let g = rng.tensor(v.shape().to_vec());
+        assert_exact(
+            &format!("case {i} max_pool2d_backward"),
+            &fast::max_pool2d_backward(&g, &idx, size).unwrap(),
+            &cpu::max_pool2d_backward(&g, &ridx, size).unwrap(),
+        );
+        let gu = rng.tensor(x.shape().to_vec());
+        assert_exact(
+            &format!("case {i} max_unpool2d_backward"),
+            &fast::max_unpool2d_backward(&gu, &idx).unwrap(),
+            &cpu::max_unpool2d_backward(&gu, &ridx).unwrap(),
+        );
     }
     // NaN handling and bad indices, as the reference.
     let x = convpool::Tensor::new([1, 1, 2, 2], vec![1.0, f32::NAN, 3.0, f32::NAN]).unwrap();
@@ -146,6 +159,14 @@ fn fast_pooling_matches_the_reference() {
     assert!(v.data()[0].is_nan() && i.data()[0] == 3);
     let bad = convpool::Tensor::<u32>::new([1, 1, 1, 1], vec![4]).unwrap();
     assert!(fast::max_unpool2d(&v, &bad, [2, 2])
+        .unwrap_err()
+        .to_string()
+        .contains("index 4 at position 0"));
+    assert!(fast::max_pool2d_backward(&v, &bad, [2, 2])
+        .unwrap_err()
+        .to_string()
+        .contains("index 4 at position 0"));
+    assert!(fast::max_unpool2d_backward(&x, &bad)
         .unwrap_err()
         .to_string()
         .contains("index 4 at position 0"));

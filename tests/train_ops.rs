@@ -384,3 +384,37 @@ fn bad_training_input_is_an_err_naming_the_values() {
     expect_invalid(g.add(&gx, &ggy), "add", "[1, 2, 5, 5]");
     expect_invalid(g.sgd_update(&gw, &gw, &gw, &sgd), "sgd_update", "lr");
 }
+
+#[test]
+fn max_unpool2d_backward_gathers_on_the_gpu_as_on_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(24);
+    for (i, (xs, p)) in common::sweep(&mut rng).into_iter().enumerate().step_by(3) {
+        let x = rng.tensor(xs);
+        let (_, idx) = cpu::max_pool2d(&x, &p).unwrap();
+        let grad = rng.tensor(xs);
+        let want = cpu::max_unpool2d_backward(&grad, &idx).unwrap();
+        let gg = g.upload(&grad).unwrap();
+        // Indices from the GPU's pooling (their origin is known) and uploaded ones (their bound).
+        let (_, pooled) = g.max_pool2d(&g.upload(&x).unwrap(), &p).unwrap();
+        for (what, gi) in [("pooled", pooled), ("uploaded", g.upload(&idx).unwrap())] {
+            let got = g
+                .max_unpool2d_backward(&gg, &gi)
+                .unwrap()
+                .download()
+                .unwrap();
+            assert_exact(&format!("case {i} {xs:?} {p:?} {what}"), &got, &want);
+        }
+    }
+    // Indices pooled from a larger plane than the gradient's are checked on the device.
+    let x = Tensor::from_fn([1, 1, 4, 4], |i| i as f32).unwrap();
+    let (_, idx) = g
+        .max_pool2d(&g.upload(&x).unwrap(), &convpool::Pool2d::new([2, 2]))
+        .unwrap();
+    let small = g.upload(&Tensor::zeros([1, 1, 2, 2]).unwrap()).unwrap();
+    expect_invalid(
+        g.max_unpool2d_backward(&small, &idx),
+        "max_unpool2d_backward",
+        "index 5",
+    );
+}

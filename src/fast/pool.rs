@@ -248,14 +248,19 @@ pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor>
         ));
     }
     let per = d[2].saturating_mul(d[3]).max(1);
-    let mut out = vec![0.0f32; idx.len()];
-    out.par_chunks_mut(per)
-        .zip(
-            idx.data()
-                .par_chunks(per)
-                .zip(grad.data().par_chunks(plane.max(1))),
-        )
-        .for_each(|(o, (i, g))| o.iter_mut().zip(i).for_each(|(o, &i)| *o = g[i as usize]));
+    // Written in place, plane by plane (no zeroed buffer first); the indices were checked above.
+    let mut out = Vec::with_capacity(idx.len());
+    out.spare_capacity_mut()[..idx.len()]
+        .par_chunks_mut(per)
+        .zip(idx.data().par_chunks(per))
+        .zip(grad.data().par_chunks(plane.max(1)))
+        .for_each(|((o, i), g)| {
+            o.iter_mut()
+                .zip(i)
+                .for_each(|(o, &i)| _ = o.write(g[i as usize]))
+        });
+    // SAFETY: the n·c chunks of `per` cover every element (grad has the same n·c planes).
+    unsafe { out.set_len(idx.len()) };
     Tensor::new(d, out)
 }
 
@@ -269,11 +274,42 @@ fn scatter_planes(
     put: impl Fn(&mut f32, f32) + Sync,
 ) -> Result<Tensor> {
     let ([n, c, ph, pw], plane) = unpool_shape(op, vals.shape(), idx.shape(), size)?;
-    if let Some(j) = idx
-        .data()
-        .par_iter()
-        .position_first(|&i| i as usize >= plane)
-    {
+    let shape = [n, c, size[0], size[1]];
+    let len = crate::tensor::numel(op, &shape)?;
+    if len == 0 || vals.is_empty() || len > isize::MAX as usize / 4 {
+        // Nothing to scatter (or a shape Tensor::zeros refuses).
+        return Tensor::zeros(shape);
+    }
+    let per = (ph * pw).max(1);
+    // Each task zeroes its planes and scatters into them while they are in cache, skipping
+    // (and flagging) indices out of range; the error is formed afterwards. One pass over the
+    // output and the indices instead of a check pass, a zeroing pass and a scatter.
+    let mut out = vec![0.0f32; 0];
+    out.reserve_exact(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let bad = spare
+        .par_chunks_mut(plane)
+        .zip(vals.data().par_chunks(per).zip(idx.data().par_chunks(per)))
+        .map(|(o, (v, i))| {
+            o.fill(std::mem::MaybeUninit::new(0.0));
+            // SAFETY: just initialized.
+            let o = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            let mut bad = false;
+            for (&v, &i) in v.iter().zip(i) {
+                match o.get_mut(i as usize) {
+                    Some(slot) => put(slot, v),
+                    None => bad = true,
+                }
+            }
+            bad
+        })
+        .reduce(|| false, |a, b| a || b);
+    if bad {
+        let j = idx
+            .data()
+            .iter()
+            .position(|&i| i as usize >= plane)
+            .unwrap_or(0);
         return Err(Error::invalid(
             op,
             format!(
@@ -284,18 +320,7 @@ fn scatter_planes(
             ),
         ));
     }
-    let mut out = Tensor::zeros([n, c, size[0], size[1]])?;
-    if out.is_empty() {
-        return Ok(out);
-    }
-    let per = (ph * pw).max(1);
-    out.data_mut()
-        .par_chunks_mut(plane.max(1))
-        .zip(vals.data().par_chunks(per).zip(idx.data().par_chunks(per)))
-        .for_each(|(o, (v, i))| {
-            for (&v, &i) in v.iter().zip(i) {
-                put(&mut o[i as usize], v);
-            }
-        });
-    Ok(out)
+    // SAFETY: the planes cover all `len` elements (n·c planes of `plane`), each filled above.
+    unsafe { out.set_len(len) };
+    Tensor::new(shape, out)
 }
