@@ -232,11 +232,31 @@ pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor>
     let op = "max_unpool2d_backward";
     let (d, size) = crate::params::pool::unpool_backward_shape(op, grad.shape(), idx.shape())?;
     let plane = size[0].saturating_mul(size[1]);
-    if let Some(j) = idx
-        .data()
-        .par_iter()
-        .position_first(|&i| i as usize >= plane)
-    {
+    let per = d[2].saturating_mul(d[3]).max(1);
+    // Written in place, plane by plane (no zeroed buffer first), the index check folded into the
+    // gather (an out-of-range index reads 0 and flags its plane; the error is formed afterwards).
+    let mut out = Vec::with_capacity(idx.len());
+    let bad = out.spare_capacity_mut()[..idx.len()]
+        .par_chunks_mut(per)
+        .zip(idx.data().par_chunks(per))
+        .zip(grad.data().par_chunks(plane.max(1)))
+        .map(|((o, i), g)| {
+            let mut bad = false;
+            for (o, &i) in o.iter_mut().zip(i) {
+                o.write(*g.get(i as usize).unwrap_or_else(|| {
+                    bad = true;
+                    &0.0
+                }));
+            }
+            bad
+        })
+        .reduce(|| false, |a, b| a || b);
+    if bad || (!idx.is_empty() && plane == 0) {
+        let j = idx
+            .data()
+            .iter()
+            .position(|&i| i as usize >= plane)
+            .unwrap_or(0);
         return Err(Error::invalid(
             op,
             format!(
@@ -247,19 +267,8 @@ pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor>
             ),
         ));
     }
-    let per = d[2].saturating_mul(d[3]).max(1);
-    // Written in place, plane by plane (no zeroed buffer first); the indices were checked above.
-    let mut out = Vec::with_capacity(idx.len());
-    out.spare_capacity_mut()[..idx.len()]
-        .par_chunks_mut(per)
-        .zip(idx.data().par_chunks(per))
-        .zip(grad.data().par_chunks(plane.max(1)))
-        .for_each(|((o, i), g)| {
-            o.iter_mut()
-                .zip(i)
-                .for_each(|(o, &i)| _ = o.write(g[i as usize]))
-        });
-    // SAFETY: the n·c chunks of `per` cover every element (grad has the same n·c planes).
+    // SAFETY: the n·c chunks of `per` cover every element (grad has the same n·c planes, each
+    // non-empty here).
     unsafe { out.set_len(idx.len()) };
     Tensor::new(d, out)
 }
