@@ -1,8 +1,9 @@
 // The weight gradient with operands shared through subgroup shuffles, for devices with
 // subgroups of at least 8 lanes (as conv_gemm_sg.wgsl): a workgroup is 8 invocations, one
-// subgroup, computing an 8 (m) × 32 (k) tile of one part's sum. For each term r of the part,
-// lane l loads the im2col values of columns n0 + 4l .. + 3 and the gradient of row m0 + l;
-// every lane takes the eight gradients from their lanes by shuffle. The terms run in order,
+// subgroup, computing a 16 (m) × 32 (k) tile of one part's sum. For each term r of the part,
+// lane l loads the im2col values of columns n0 + 4l .. + 3 and the gradients of rows m0 + l and
+// m0 + 8 + l; every lane takes the sixteen gradients from their lanes by shuffle (16 rows: each
+// input load feeds twice the multiply-adds of 8). The terms run in order,
 // (image, row, column) carried without division.
 
 @compute @workgroup_size(8)
@@ -14,7 +15,7 @@ fn weight_grad_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let g = (tile / (p.n_tiles * p.m_tiles)) % p.groups;
     let part = tile / (p.n_tiles * p.m_tiles * p.groups);
     if (part >= p.parts) { return; }
-    let m0 = mt * 8u;
+    let m0 = mt * 16u;
     let n0 = nt * 32u + 4u * lane;
     // This lane's four columns: their taps, or a row offset that puts them outside the input.
     let off = vec4<i32>(0, -1073741824, 0, 0);
@@ -24,6 +25,7 @@ fn weight_grad_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let t3 = select(off, k_table[min(n0 + 3u, p.k - 1u)], n0 + 3u < p.k);
     let m_mine = m0 + lane;
     let a_ok = m_mine < p.m;
+    let b_ok = m_mine + 8u < p.m;
     // The part's terms: chunks u_start .. u_end, as flat (image, pixel) indices.
     let u_start = part * p.part_units;
     let u_end = min(u_start + p.part_units, p.units);
@@ -43,13 +45,23 @@ fn weight_grad_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     var acc5 = vec4<f32>(0.0);
     var acc6 = vec4<f32>(0.0);
     var acc7 = vec4<f32>(0.0);
+    var bcc0 = vec4<f32>(0.0);
+    var bcc1 = vec4<f32>(0.0);
+    var bcc2 = vec4<f32>(0.0);
+    var bcc3 = vec4<f32>(0.0);
+    var bcc4 = vec4<f32>(0.0);
+    var bcc5 = vec4<f32>(0.0);
+    var bcc6 = vec4<f32>(0.0);
+    var bcc7 = vec4<f32>(0.0);
     let in_h = i32(p.in_h);
     let in_w = i32(p.in_w);
     for (var r = r_start; r < r_end; r++) {
         let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
         let iy = i32(oy * p.s_h) - i32(p.p_h);
         let ix = i32(ox * p.s_w) - i32(p.p_w);
-        let a = select(0.0, gy[select(0u, (b * p.c_y + g * p.m + m_mine) * p.npix + px, a_ok)], a_ok);
+        let row = (b * p.c_y + g * p.m + m_mine) * p.npix + px;
+        let a = select(0.0, gy[select(0u, row, a_ok)], a_ok);
+        let a2 = select(0.0, gy[select(0u, row + 8u * p.npix, b_ok)], b_ok);
         let y = vec4<i32>(iy + t0.y, iy + t1.y, iy + t2.y, iy + t3.y);
         let xx = vec4<i32>(ix + t0.z, ix + t1.z, ix + t2.z, ix + t3.z);
         let zero = vec4<i32>(0);
@@ -69,6 +81,14 @@ fn weight_grad_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         acc5 += subgroupShuffle(a, 5u) * bv;
         acc6 += subgroupShuffle(a, 6u) * bv;
         acc7 += subgroupShuffle(a, 7u) * bv;
+        bcc0 += subgroupShuffle(a2, 0u) * bv;
+        bcc1 += subgroupShuffle(a2, 1u) * bv;
+        bcc2 += subgroupShuffle(a2, 2u) * bv;
+        bcc3 += subgroupShuffle(a2, 3u) * bv;
+        bcc4 += subgroupShuffle(a2, 4u) * bv;
+        bcc5 += subgroupShuffle(a2, 5u) * bv;
+        bcc6 += subgroupShuffle(a2, 6u) * bv;
+        bcc7 += subgroupShuffle(a2, 7u) * bv;
         // The next term: column, row and image carried.
         px += 1u;
         ox += 1u;
@@ -91,6 +111,14 @@ fn weight_grad_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     store_sg(base, m0 + 5u, n0, acc5);
     store_sg(base, m0 + 6u, n0, acc6);
     store_sg(base, m0 + 7u, n0, acc7);
+    store_sg(base, m0 + 8u, n0, bcc0);
+    store_sg(base, m0 + 9u, n0, bcc1);
+    store_sg(base, m0 + 10u, n0, bcc2);
+    store_sg(base, m0 + 11u, n0, bcc3);
+    store_sg(base, m0 + 12u, n0, bcc4);
+    store_sg(base, m0 + 13u, n0, bcc5);
+    store_sg(base, m0 + 14u, n0, bcc6);
+    store_sg(base, m0 + 15u, n0, bcc7);
 }
 
 // Stores columns n0 .. n0 + 3 of row m of a part's sum, those inside the matrix.

@@ -45,8 +45,8 @@ struct WgradParams {
 
 /// The weight-gradient tile of the workgroup-memory kernel: 32 output channels × 32 columns.
 const WGRAD_TILE: [usize; 2] = [32, 32];
-/// The tile of the subgroup kernel: 8 output channels × 32 columns per 8-lane workgroup.
-const WGRAD_SG_TILE: [usize; 2] = [8, 32];
+/// The tile of the subgroup kernel: 16 output channels × 32 columns per 8-lane workgroup.
+const WGRAD_SG_TILE: [usize; 2] = [16, 32];
 /// Consecutive pixels of one image a workgroup sums per step (a chunk).
 const WGRAD_CHUNK: usize = 32;
 /// The weight gradient's reduction is split until about this many workgroups run…
