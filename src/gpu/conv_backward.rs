@@ -45,8 +45,9 @@ struct WgradParams {
 
 /// The weight-gradient tile of the workgroup-memory kernel: 32 output channels × 32 columns.
 const WGRAD_TILE: [usize; 2] = [32, 32];
-/// The tile of the subgroup kernel: 16 output channels × 32 columns per 8-lane workgroup.
-const WGRAD_SG_TILE: [usize; 2] = [16, 32];
+/// The tiles of the subgroup kernel: 16 or 32 output channels (32 from 17 channels per group)
+/// × 32 columns per 8-lane workgroup.
+const WGRAD_SG_TILES: [[usize; 2]; 2] = [[16, 32], [32, 32]];
 /// Consecutive pixels of one image a workgroup sums per step (a chunk).
 const WGRAD_CHUNK: usize = 32;
 /// The weight gradient's reduction is split until about this many workgroups run…
@@ -94,9 +95,10 @@ impl Gpu {
         self.check_binding(op, "gradient", gy.len())?;
         self.check_binding(op, "input", x.len())?;
         let sg = matches!(algo, ConvAlgo::Auto | ConvAlgo::Gemm) && self.inner.subgroup_gemm;
-        let (kernel, tile) = match sg {
-            true => (Kernel::WeightGradSg, WGRAD_SG_TILE),
-            false => (Kernel::WeightGrad, WGRAD_TILE),
+        let (kernel, tile) = match (sg, cog > WGRAD_SG_TILES[0][0]) {
+            (true, false) => (Kernel::WeightGradSg16, WGRAD_SG_TILES[0]),
+            (true, true) => (Kernel::WeightGradSg32, WGRAD_SG_TILES[1]),
+            (false, _) => (Kernel::WeightGrad, WGRAD_TILE),
         };
         let (m_tiles, n_tiles) = (cog.div_ceil(tile[0]), k.div_ceil(tile[1]));
         let tiles = g.groups * m_tiles * n_tiles;

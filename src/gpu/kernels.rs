@@ -111,7 +111,8 @@ pub(crate) enum Kernel {
     AvgUnpool,
     AvgPoolBackward,
     WeightGrad,
-    WeightGradSg,
+    WeightGradSg16,
+    WeightGradSg32,
     SumParts,
     ChannelSums,
     ActForward,
@@ -170,9 +171,14 @@ impl Kernel {
                 "weight_grad",
                 &[R(1), R(2), R(3), W(4)],
             ),
-            WeightGradSg => (
+            WeightGradSg16 => (
                 Shader::ConvBackwardSg,
-                "weight_grad_sg",
+                "weight_grad_sg16",
+                &[R(1), R(2), R(3), W(4)],
+            ),
+            WeightGradSg32 => (
+                Shader::ConvBackwardSg,
+                "weight_grad_sg32",
                 &[R(1), R(2), R(3), W(4)],
             ),
             SumParts => (Shader::ConvBackward, "sum_parts", &[R(5), W(4)]),
