@@ -2,6 +2,11 @@
 //!
 //! Convolution, transposed convolution, pooling and unpooling layers on any GPU through wgpu,
 //! with PyTorch's semantics, and a CPU reference path that every GPU result is tested against.
+//! For training: the convolutions' backward passes (`conv2d_backward_input`,
+//! `conv2d_backward_weight`, `bias_backward`, and the transposed convolution's), activations
+//! fused into the convolutions ([`Activation`], `conv2d_act`), `softmax_cross_entropy`,
+//! `mse_loss`, `add` and `sgd_update` ([`Sgd`]), on [`cpu`], [`fast`] and [`Gpu`] alike;
+//! `examples/train_segnet` trains an encoder–decoder with them.
 //!
 //! ```no_run
 //! use convpool::{cpu, Conv2d, Gpu, Padding, Tensor};
