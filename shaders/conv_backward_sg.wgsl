@@ -4,40 +4,103 @@
 // part, lane l loads the im2col values of columns n0 + 4l .. + 3 and the gradients of rows
 // m0 + l, m0 + 8 + l, …; every lane takes the 16 or 32 gradients from their lanes by shuffle
 // (each input load feeds the multiply-adds of every row: 32 rows for layers with more than 16
-// output channels per group, 16 below, where half of a 32-row tile would idle). The terms run in order,
-// (image, row, column) carried without division.
+// output channels per group, 16 below, where half of a 32-row tile would idle). The terms run
+// in order, (image, row, column) carried without division. The two kernels differ only in
+// their number of named accumulators (an array indexed in a loop lands in memory on lavapipe).
 
-@compute @workgroup_size(8)
-fn weight_grad_sg16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(subgroup_invocation_id) lane: u32) {
+// The tile of workgroup `wid` for tiles of `rows` output channels: its group, part, first
+// channel and this lane's first column, and whether the workgroup lies past the last part.
+struct SgTile { g: u32, part: u32, m0: u32, n0: u32, idle: bool }
+
+fn sg_tile(wid: vec3<u32>, nwg: vec3<u32>, lane: u32, rows: u32) -> SgTile {
     let tile = flat_group(wid, nwg);
     let nt = tile % p.n_tiles;
     let mt = (tile / p.n_tiles) % p.m_tiles;
     let g = (tile / (p.n_tiles * p.m_tiles)) % p.groups;
     let part = tile / (p.n_tiles * p.m_tiles * p.groups);
-    if (part >= p.parts) { return; }
-    let m0 = mt * 16u;
-    let n0 = nt * 32u + 4u * lane;
-    // This lane's four columns: their taps, or a row offset that puts them outside the input.
+    return SgTile(g, part, mt * rows, nt * 32u + 4u * lane, part >= p.parts);
+}
+
+// The taps of a lane's four columns n0 .. n0 + 3, or a row offset that puts a column past the
+// matrix outside the input.
+struct Taps { t0: vec4<i32>, t1: vec4<i32>, t2: vec4<i32>, t3: vec4<i32> }
+
+fn column_taps(n0: u32) -> Taps {
     let off = vec4<i32>(0, -1073741824, 0, 0);
-    let t0 = select(off, k_table[min(n0, p.k - 1u)], n0 < p.k);
-    let t1 = select(off, k_table[min(n0 + 1u, p.k - 1u)], n0 + 1u < p.k);
-    let t2 = select(off, k_table[min(n0 + 2u, p.k - 1u)], n0 + 2u < p.k);
-    let t3 = select(off, k_table[min(n0 + 3u, p.k - 1u)], n0 + 3u < p.k);
-    let m_mine = m0 + lane;
-    let ok0 = m_mine + 0u < p.m;
-    let ok1 = m_mine + 8u < p.m;
-    // The part's terms: chunks u_start .. u_end, as flat (image, pixel) indices.
+    return Taps(
+        select(off, k_table[min(n0, p.k - 1u)], n0 < p.k),
+        select(off, k_table[min(n0 + 1u, p.k - 1u)], n0 + 1u < p.k),
+        select(off, k_table[min(n0 + 2u, p.k - 1u)], n0 + 2u < p.k),
+        select(off, k_table[min(n0 + 3u, p.k - 1u)], n0 + 3u < p.k));
+}
+
+// A term of the reduction: image b, output pixel px = (oy, ox).
+struct Term { b: u32, px: u32, oy: u32, ox: u32 }
+
+// The terms of `part`: its chunks u_start .. u_end as flat (image, pixel) indices [start, end),
+// and its first term.
+fn part_terms(part: u32) -> vec2<u32> {
     let u_start = part * p.part_units;
     let u_end = min(u_start + p.part_units, p.units);
     let b_start = u_start / p.chunks;
-    let r_start = b_start * p.npix + (u_start - b_start * p.chunks) * 32u;
     let b_end = u_end / p.chunks;
-    let r_end = b_end * p.npix + min((u_end - b_end * p.chunks) * 32u, p.npix);
-    var b = b_start;
-    var px = r_start - b_start * p.npix;
-    var oy = px / p.out_w;
-    var ox = px - oy * p.out_w;
+    return vec2<u32>(b_start * p.npix + (u_start - b_start * p.chunks) * 32u,
+                     b_end * p.npix + min((u_end - b_end * p.chunks) * 32u, p.npix));
+}
+
+fn term_at(r: u32) -> Term {
+    let b = r / p.npix;
+    let px = r - b * p.npix;
+    let oy = px / p.out_w;
+    return Term(b, px, oy, px - oy * p.out_w);
+}
+
+// The next term: column, row and image carried, without division.
+fn next_term(t: Term) -> Term {
+    var n = Term(t.b, t.px + 1u, t.oy, t.ox + 1u);
+    if (n.ox == p.out_w) {
+        n.ox = 0u;
+        n.oy += 1u;
+        if (n.px == p.npix) {
+            n = Term(t.b + 1u, 0u, 0u, 0u);
+        }
+    }
+    return n;
+}
+
+// Gradient row m of group g at term t (0 past the channels).
+fn grad_at(t: Term, g: u32, m: u32) -> f32 {
+    let ok = m < p.m;
+    return select(0.0, gy[select(0u, (t.b * p.c_y + g * p.m + m) * p.npix + t.px, ok)], ok);
+}
+
+// The im2col values of a lane's four columns (taps `c`) of group g at term t: 0 in the padding.
+fn load_columns(t: Term, g: u32, c: Taps) -> vec4<f32> {
+    let x_base = (t.b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
+    let iy = i32(t.oy * p.s_h) - i32(p.p_h);
+    let ix = i32(t.ox * p.s_w) - i32(p.p_w);
+    let y = vec4<i32>(iy + c.t0.y, iy + c.t1.y, iy + c.t2.y, iy + c.t3.y);
+    let xx = vec4<i32>(ix + c.t0.z, ix + c.t1.z, ix + c.t2.z, ix + c.t3.z);
+    let zero = vec4<i32>(0);
+    let ok = (y >= zero) & (y < vec4<i32>(i32(p.in_h))) & (xx >= zero) & (xx < vec4<i32>(i32(p.in_w)));
+    let at = vec4<u32>(x_base) + vec4<u32>(vec4<i32>(c.t0.x, c.t1.x, c.t2.x, c.t3.x))
+        + vec4<u32>(y) * p.in_w + vec4<u32>(xx);
+    return vec4<f32>(
+        select(0.0, x[select(0u, at.x, ok.x)], ok.x),
+        select(0.0, x[select(0u, at.y, ok.y)], ok.y),
+        select(0.0, x[select(0u, at.z, ok.z)], ok.z),
+        select(0.0, x[select(0u, at.w, ok.w)], ok.w));
+}
+
+@compute @workgroup_size(8)
+fn weight_grad_sg16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(subgroup_invocation_id) lane: u32) {
+    let w = sg_tile(wid, nwg, lane, 16u);
+    if (w.idle) { return; }
+    let taps = column_taps(w.n0);
+    let m = w.m0 + lane;
+    let range = part_terms(w.part);
+    var t = term_at(range.x);
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -54,26 +117,10 @@ fn weight_grad_sg16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var bcc5 = vec4<f32>(0.0);
     var bcc6 = vec4<f32>(0.0);
     var bcc7 = vec4<f32>(0.0);
-    let in_h = i32(p.in_h);
-    let in_w = i32(p.in_w);
-    for (var r = r_start; r < r_end; r++) {
-        let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
-        let iy = i32(oy * p.s_h) - i32(p.p_h);
-        let ix = i32(ox * p.s_w) - i32(p.p_w);
-        let row = (b * p.c_y + g * p.m + m_mine) * p.npix + px;
-        let a0 = select(0.0, gy[select(0u, row + 0u * p.npix, ok0)], ok0);
-        let a1 = select(0.0, gy[select(0u, row + 8u * p.npix, ok1)], ok1);
-        let y = vec4<i32>(iy + t0.y, iy + t1.y, iy + t2.y, iy + t3.y);
-        let xx = vec4<i32>(ix + t0.z, ix + t1.z, ix + t2.z, ix + t3.z);
-        let zero = vec4<i32>(0);
-        let ok = (y >= zero) & (y < vec4<i32>(in_h)) & (xx >= zero) & (xx < vec4<i32>(in_w));
-        let at = vec4<u32>(x_base) + vec4<u32>(vec4<i32>(t0.x, t1.x, t2.x, t3.x))
-            + vec4<u32>(y) * p.in_w + vec4<u32>(xx);
-        let bv = vec4<f32>(
-            select(0.0, x[select(0u, at.x, ok.x)], ok.x),
-            select(0.0, x[select(0u, at.y, ok.y)], ok.y),
-            select(0.0, x[select(0u, at.z, ok.z)], ok.z),
-            select(0.0, x[select(0u, at.w, ok.w)], ok.w));
+    for (var r = range.x; r < range.y; r++) {
+        let bv = load_columns(t, w.g, taps);
+        let a0 = grad_at(t, w.g, m + 0u);
+        let a1 = grad_at(t, w.g, m + 8u);
         acc0 += subgroupShuffle(a0, 0u) * bv;
         acc1 += subgroupShuffle(a0, 1u) * bv;
         acc2 += subgroupShuffle(a0, 2u) * bv;
@@ -90,71 +137,22 @@ fn weight_grad_sg16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         bcc5 += subgroupShuffle(a1, 5u) * bv;
         bcc6 += subgroupShuffle(a1, 6u) * bv;
         bcc7 += subgroupShuffle(a1, 7u) * bv;
-        // The next term: column, row and image carried.
-        px += 1u;
-        ox += 1u;
-        if (ox == p.out_w) {
-            ox = 0u;
-            oy += 1u;
-            if (px == p.npix) {
-                px = 0u;
-                oy = 0u;
-                b += 1u;
-            }
-        }
+        t = next_term(t);
     }
-    let base = part * p.total_out + g * p.m * p.k;
-    store_sg(base, m0 + 0u, n0, acc0);
-    store_sg(base, m0 + 1u, n0, acc1);
-    store_sg(base, m0 + 2u, n0, acc2);
-    store_sg(base, m0 + 3u, n0, acc3);
-    store_sg(base, m0 + 4u, n0, acc4);
-    store_sg(base, m0 + 5u, n0, acc5);
-    store_sg(base, m0 + 6u, n0, acc6);
-    store_sg(base, m0 + 7u, n0, acc7);
-    store_sg(base, m0 + 8u, n0, bcc0);
-    store_sg(base, m0 + 9u, n0, bcc1);
-    store_sg(base, m0 + 10u, n0, bcc2);
-    store_sg(base, m0 + 11u, n0, bcc3);
-    store_sg(base, m0 + 12u, n0, bcc4);
-    store_sg(base, m0 + 13u, n0, bcc5);
-    store_sg(base, m0 + 14u, n0, bcc6);
-    store_sg(base, m0 + 15u, n0, bcc7);
+    let base = w.part * p.total_out + w.g * p.m * p.k;
+    store_bank(base, w.m0 + 0u, w.n0, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    store_bank(base, w.m0 + 8u, w.n0, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7);
 }
 
 @compute @workgroup_size(8)
 fn weight_grad_sg32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(subgroup_invocation_id) lane: u32) {
-    let tile = flat_group(wid, nwg);
-    let nt = tile % p.n_tiles;
-    let mt = (tile / p.n_tiles) % p.m_tiles;
-    let g = (tile / (p.n_tiles * p.m_tiles)) % p.groups;
-    let part = tile / (p.n_tiles * p.m_tiles * p.groups);
-    if (part >= p.parts) { return; }
-    let m0 = mt * 32u;
-    let n0 = nt * 32u + 4u * lane;
-    // This lane's four columns: their taps, or a row offset that puts them outside the input.
-    let off = vec4<i32>(0, -1073741824, 0, 0);
-    let t0 = select(off, k_table[min(n0, p.k - 1u)], n0 < p.k);
-    let t1 = select(off, k_table[min(n0 + 1u, p.k - 1u)], n0 + 1u < p.k);
-    let t2 = select(off, k_table[min(n0 + 2u, p.k - 1u)], n0 + 2u < p.k);
-    let t3 = select(off, k_table[min(n0 + 3u, p.k - 1u)], n0 + 3u < p.k);
-    let m_mine = m0 + lane;
-    let ok0 = m_mine + 0u < p.m;
-    let ok1 = m_mine + 8u < p.m;
-    let ok2 = m_mine + 16u < p.m;
-    let ok3 = m_mine + 24u < p.m;
-    // The part's terms: chunks u_start .. u_end, as flat (image, pixel) indices.
-    let u_start = part * p.part_units;
-    let u_end = min(u_start + p.part_units, p.units);
-    let b_start = u_start / p.chunks;
-    let r_start = b_start * p.npix + (u_start - b_start * p.chunks) * 32u;
-    let b_end = u_end / p.chunks;
-    let r_end = b_end * p.npix + min((u_end - b_end * p.chunks) * 32u, p.npix);
-    var b = b_start;
-    var px = r_start - b_start * p.npix;
-    var oy = px / p.out_w;
-    var ox = px - oy * p.out_w;
+    let w = sg_tile(wid, nwg, lane, 32u);
+    if (w.idle) { return; }
+    let taps = column_taps(w.n0);
+    let m = w.m0 + lane;
+    let range = part_terms(w.part);
+    var t = term_at(range.x);
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -187,28 +185,12 @@ fn weight_grad_sg32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var dcc5 = vec4<f32>(0.0);
     var dcc6 = vec4<f32>(0.0);
     var dcc7 = vec4<f32>(0.0);
-    let in_h = i32(p.in_h);
-    let in_w = i32(p.in_w);
-    for (var r = r_start; r < r_end; r++) {
-        let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
-        let iy = i32(oy * p.s_h) - i32(p.p_h);
-        let ix = i32(ox * p.s_w) - i32(p.p_w);
-        let row = (b * p.c_y + g * p.m + m_mine) * p.npix + px;
-        let a0 = select(0.0, gy[select(0u, row + 0u * p.npix, ok0)], ok0);
-        let a1 = select(0.0, gy[select(0u, row + 8u * p.npix, ok1)], ok1);
-        let a2 = select(0.0, gy[select(0u, row + 16u * p.npix, ok2)], ok2);
-        let a3 = select(0.0, gy[select(0u, row + 24u * p.npix, ok3)], ok3);
-        let y = vec4<i32>(iy + t0.y, iy + t1.y, iy + t2.y, iy + t3.y);
-        let xx = vec4<i32>(ix + t0.z, ix + t1.z, ix + t2.z, ix + t3.z);
-        let zero = vec4<i32>(0);
-        let ok = (y >= zero) & (y < vec4<i32>(in_h)) & (xx >= zero) & (xx < vec4<i32>(in_w));
-        let at = vec4<u32>(x_base) + vec4<u32>(vec4<i32>(t0.x, t1.x, t2.x, t3.x))
-            + vec4<u32>(y) * p.in_w + vec4<u32>(xx);
-        let bv = vec4<f32>(
-            select(0.0, x[select(0u, at.x, ok.x)], ok.x),
-            select(0.0, x[select(0u, at.y, ok.y)], ok.y),
-            select(0.0, x[select(0u, at.z, ok.z)], ok.z),
-            select(0.0, x[select(0u, at.w, ok.w)], ok.w));
+    for (var r = range.x; r < range.y; r++) {
+        let bv = load_columns(t, w.g, taps);
+        let a0 = grad_at(t, w.g, m + 0u);
+        let a1 = grad_at(t, w.g, m + 8u);
+        let a2 = grad_at(t, w.g, m + 16u);
+        let a3 = grad_at(t, w.g, m + 24u);
         acc0 += subgroupShuffle(a0, 0u) * bv;
         acc1 += subgroupShuffle(a0, 1u) * bv;
         acc2 += subgroupShuffle(a0, 2u) * bv;
@@ -241,52 +223,27 @@ fn weight_grad_sg32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         dcc5 += subgroupShuffle(a3, 5u) * bv;
         dcc6 += subgroupShuffle(a3, 6u) * bv;
         dcc7 += subgroupShuffle(a3, 7u) * bv;
-        // The next term: column, row and image carried.
-        px += 1u;
-        ox += 1u;
-        if (ox == p.out_w) {
-            ox = 0u;
-            oy += 1u;
-            if (px == p.npix) {
-                px = 0u;
-                oy = 0u;
-                b += 1u;
-            }
-        }
+        t = next_term(t);
     }
-    let base = part * p.total_out + g * p.m * p.k;
-    store_sg(base, m0 + 0u, n0, acc0);
-    store_sg(base, m0 + 1u, n0, acc1);
-    store_sg(base, m0 + 2u, n0, acc2);
-    store_sg(base, m0 + 3u, n0, acc3);
-    store_sg(base, m0 + 4u, n0, acc4);
-    store_sg(base, m0 + 5u, n0, acc5);
-    store_sg(base, m0 + 6u, n0, acc6);
-    store_sg(base, m0 + 7u, n0, acc7);
-    store_sg(base, m0 + 8u, n0, bcc0);
-    store_sg(base, m0 + 9u, n0, bcc1);
-    store_sg(base, m0 + 10u, n0, bcc2);
-    store_sg(base, m0 + 11u, n0, bcc3);
-    store_sg(base, m0 + 12u, n0, bcc4);
-    store_sg(base, m0 + 13u, n0, bcc5);
-    store_sg(base, m0 + 14u, n0, bcc6);
-    store_sg(base, m0 + 15u, n0, bcc7);
-    store_sg(base, m0 + 16u, n0, ccc0);
-    store_sg(base, m0 + 17u, n0, ccc1);
-    store_sg(base, m0 + 18u, n0, ccc2);
-    store_sg(base, m0 + 19u, n0, ccc3);
-    store_sg(base, m0 + 20u, n0, ccc4);
-    store_sg(base, m0 + 21u, n0, ccc5);
-    store_sg(base, m0 + 22u, n0, ccc6);
-    store_sg(base, m0 + 23u, n0, ccc7);
-    store_sg(base, m0 + 24u, n0, dcc0);
-    store_sg(base, m0 + 25u, n0, dcc1);
-    store_sg(base, m0 + 26u, n0, dcc2);
-    store_sg(base, m0 + 27u, n0, dcc3);
-    store_sg(base, m0 + 28u, n0, dcc4);
-    store_sg(base, m0 + 29u, n0, dcc5);
-    store_sg(base, m0 + 30u, n0, dcc6);
-    store_sg(base, m0 + 31u, n0, dcc7);
+    let base = w.part * p.total_out + w.g * p.m * p.k;
+    store_bank(base, w.m0 + 0u, w.n0, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    store_bank(base, w.m0 + 8u, w.n0, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7);
+    store_bank(base, w.m0 + 16u, w.n0, ccc0, ccc1, ccc2, ccc3, ccc4, ccc5, ccc6, ccc7);
+    store_bank(base, w.m0 + 24u, w.n0, dcc0, dcc1, dcc2, dcc3, dcc4, dcc5, dcc6, dcc7);
+}
+
+// Stores columns n0 .. n0 + 3 of rows m0 .. m0 + 7 (v0 .. v7) of a part's sum, those inside
+// the matrix.
+fn store_bank(base: u32, m0: u32, n0: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>,
+              v3: vec4<f32>, v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>) {
+    store_sg(base, m0, n0, v0);
+    store_sg(base, m0 + 1u, n0, v1);
+    store_sg(base, m0 + 2u, n0, v2);
+    store_sg(base, m0 + 3u, n0, v3);
+    store_sg(base, m0 + 4u, n0, v4);
+    store_sg(base, m0 + 5u, n0, v5);
+    store_sg(base, m0 + 6u, n0, v6);
+    store_sg(base, m0 + 7u, n0, v7);
 }
 
 // Stores columns n0 .. n0 + 3 of row m of a part's sum, those inside the matrix.
