@@ -8,12 +8,22 @@ pub trait Element:
 {
     /// Name used in messages.
     const NAME: &'static str;
+
+    /// For index types: one more than the largest of `data` (0 when empty), kept by an upload so
+    /// that labels and indices can be range-checked without reading them back.
+    #[doc(hidden)]
+    fn bound(_data: &[Self]) -> Option<u64> {
+        None
+    }
 }
 impl Element for f32 {
     const NAME: &'static str = "f32";
 }
 impl Element for u32 {
     const NAME: &'static str = "u32";
+    fn bound(data: &[u32]) -> Option<u64> {
+        Some(data.iter().map(|&v| v as u64 + 1).max().unwrap_or(0))
+    }
 }
 
 /// A dense row-major tensor on the host. Ops expect rank 4, NCHW.

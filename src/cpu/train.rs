@@ -1,7 +1,7 @@
 //! Reference activations, losses and update: what a training step needs besides the layers.
 
 use crate::activation::Activation;
-use crate::error::{ensure, Result};
+use crate::error::{Error, Result};
 use crate::params::train::{check_same, cross_entropy_dims, Sgd};
 use crate::tensor::Tensor;
 
@@ -31,12 +31,13 @@ pub(crate) fn check_labels(op: &'static str, labels: &Tensor<u32>, classes: usiz
     if let Some(i) = labels.data().iter().position(|&l| l as usize >= classes) {
         let s = labels.shape();
         let (n, y, x) = (i / (s[1] * s[2]), i / s[2] % s[1], i % s[2]);
-        ensure!(
-            false,
+        return Err(Error::invalid(
             op,
-            "label {} at [{n}, {y}, {x}] is not below the {classes} classes",
-            labels.data()[i]
-        );
+            format!(
+                "label {} at [{n}, {y}, {x}] is not below the {classes} classes",
+                labels.data()[i]
+            ),
+        ));
     }
     Ok(())
 }

@@ -252,25 +252,32 @@ pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor>
         })
         .reduce(|| false, |a, b| a || b);
     if bad || (!idx.is_empty() && plane == 0) {
-        let j = idx
-            .data()
-            .iter()
-            .position(|&i| i as usize >= plane)
-            .unwrap_or(0);
-        return Err(Error::invalid(
-            op,
-            format!(
-                "index {} at position {j} is out of range for a {}×{} gradient plane ({plane} positions)",
-                idx.data()[j],
-                size[0],
-                size[1]
-            ),
-        ));
+        return Err(out_of_range(op, idx, size, "gradient"));
     }
     // SAFETY: the n·c chunks of `per` cover every element (grad has the same n·c planes, each
     // non-empty here).
     unsafe { out.set_len(idx.len()) };
     Tensor::new(d, out)
+}
+
+/// The error naming the first index of `idx` outside a `size` (`what`: "output", "gradient")
+/// plane.
+fn out_of_range(op: &'static str, idx: &Tensor<u32>, size: [usize; 2], what: &str) -> Error {
+    let plane = size[0].saturating_mul(size[1]);
+    let j = idx
+        .data()
+        .iter()
+        .position(|&i| i as usize >= plane)
+        .unwrap_or(0);
+    Error::invalid(
+        op,
+        format!(
+            "index {} at position {j} is out of range for a {}×{} {what} plane ({plane} positions)",
+            idx.data()[j],
+            size[0],
+            size[1]
+        ),
+    )
 }
 
 /// Each value of `vals` put into its `(n, c)` plane of `size` at its index by `put`, plane by
@@ -314,20 +321,7 @@ fn scatter_planes(
         })
         .reduce(|| false, |a, b| a || b);
     if bad {
-        let j = idx
-            .data()
-            .iter()
-            .position(|&i| i as usize >= plane)
-            .unwrap_or(0);
-        return Err(Error::invalid(
-            op,
-            format!(
-                "index {} at position {j} is out of range for a {}×{} output plane ({plane} positions)",
-                idx.data()[j],
-                size[0],
-                size[1]
-            ),
-        ));
+        return Err(out_of_range(op, idx, size, "output"));
     }
     // SAFETY: the planes cover all `len` elements (n·c planes of `plane`), each filled above.
     unsafe { out.set_len(len) };

@@ -513,10 +513,7 @@ impl Gpu {
                 })
         })?;
         let mut out = GpuTensor::from_parts(self, buffer, t.shape().to_vec());
-        if T::NAME == "u32" {
-            let vals: &[u32] = bytemuck::cast_slice(t.data());
-            out.bound = Some(vals.iter().map(|&v| v as u64 + 1).max().unwrap_or(0));
-        }
+        out.bound = T::bound(t.data());
         Ok(out)
     }
 

@@ -18,8 +18,7 @@ pub struct GpuTensor<T: Element = f32> {
     /// For indices made by a pooling op: the window geometry that produced them. Lets
     /// unpooling skip the index range check and gather instead of scatter.
     pub(crate) origin: Option<PoolGeometry>,
-    /// For `u32` tensors uploaded from the host: one more than their largest element (0 when
-    /// empty), so that labels can be range-checked without reading them back.
+    /// For `u32` tensors uploaded from the host: `Element::bound` of their data.
     pub(crate) bound: Option<u64>,
     _t: PhantomData<T>,
 }
