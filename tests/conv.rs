@@ -843,6 +843,26 @@ fn row_segment_gemm_split_into_windows() {
                 1e-5,
                 1e-4,
             );
+            // A fused activation applies once the last part has been added: bitwise the
+            // activation of the split convolution.
+            let act = convpool::Activation::Clamp {
+                min: -0.5,
+                max: 0.5,
+            };
+            let fused = gpu
+                .conv2d_act_with(&gx, &gw, Some(&gb), spec, act, ConvAlgo::Gemm)
+                .unwrap()
+                .download()
+                .unwrap();
+            let plain = gpu
+                .conv2d_with(&gx, &gw, Some(&gb), spec, ConvAlgo::Gemm)
+                .unwrap();
+            let unfused = gpu.activation(&plain, act).unwrap().download().unwrap();
+            assert_exact(
+                &format!("conv2d_act {i}, window {window}"),
+                &fused,
+                &unfused,
+            );
         }
         // 12 input channels × 2 × 2 taps per phase: 24 kernel rows.
         let (x, w, b) = (
