@@ -26,12 +26,14 @@ pub mod cpu;
 mod error;
 pub mod fast;
 pub mod gpu;
+#[cfg(feature = "ndarray")]
+mod ndarray;
 pub mod params;
 mod tensor;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
-pub use gpu::{ConvAlgo, Gpu, GpuTensor};
+pub use gpu::{ConvAlgo, Gpu, GpuBuilder, GpuTensor};
 pub use params::conv::{Conv2d, ConvGeometry, ConvTranspose2d, Padding};
 pub use params::pool::{Pool2d, PoolGeometry};
 pub use params::train::Sgd;

@@ -29,8 +29,8 @@ impl Element for u32 {
 /// A dense row-major tensor on the host. Ops expect rank 4, NCHW.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor<T: Element = f32> {
-    shape: Vec<usize>,
-    data: Vec<T>,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<T>,
 }
 
 /// The number of elements of `shape`, or an error naming `op` if the product overflows.
@@ -122,6 +122,21 @@ impl<T: Element> Tensor<T> {
     /// Gives back the elements.
     pub fn into_data(self) -> Vec<T> {
         self.data
+    }
+
+    /// The same elements under another shape of the same element count (no copy). `Err` if
+    /// the counts differ.
+    pub fn reshape(self, shape: impl Into<Vec<usize>>) -> Result<Self> {
+        let shape = shape.into();
+        let n = numel("Tensor::reshape", &shape)?;
+        ensure!(
+            n == self.data.len(),
+            "Tensor::reshape",
+            "shape {shape:?} has {n} elements, the tensor {:?} has {}",
+            self.shape,
+            self.data.len()
+        );
+        Ok(Tensor { shape, ..self })
     }
 }
 

@@ -453,7 +453,9 @@ impl Gpu {
     ) -> Option<RowsLayout> {
         let step = if params.mode == 0 { params.s_w } else { 1 };
         let taps = row_taps.filter(|&t| (2..=MAX_ROW_TAPS).contains(&t) && (step as usize) < t)?;
-        (rows_ok && algo == ConvAlgo::Gemm && self.inner.subgroup_gemm && params.k > 0).then(|| {
+        let window_fits = self.inner.limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW;
+        let runs = rows_ok && window_fits && algo == ConvAlgo::Gemm && self.inner.subgroup_gemm;
+        (runs && params.k > 0).then(|| {
             let window = self.inner.uniform_vec4s.load(Ordering::Relaxed);
             let tiles = params.m.div_ceil(ROWS_TILE[0]) * params.groups;
             // A lane's first output column is a multiple of 8: its segment starts at
@@ -483,8 +485,10 @@ impl Gpu {
         ];
         let mut kept = self.inner.packed.lock().unwrap_or_else(|e| e.into_inner());
         kept.retain(|e| e.weights.strong_count() > 0 && e.table.strong_count() > 0);
+        // An application's buffer may have changed since: pack it afresh (and keep nothing).
         let found = kept.iter().find(|e| {
-            e.key == key
+            !w.external
+                && e.key == key
                 && std::ptr::eq(e.weights.as_ptr(), Arc::as_ptr(w.shared_buffer()))
                 && std::ptr::eq(e.table.as_ptr(), Arc::as_ptr(table))
         });
@@ -521,7 +525,7 @@ impl Gpu {
 
     /// Keeps `packed` (once its packing pass is recorded) for later calls.
     fn keep_packed(&self, w: &GpuTensor, table: &Arc<GpuTensor<u32>>, packed: &Packed) {
-        if !packed.fresh {
+        if !packed.fresh || w.external {
             return;
         }
         let mut kept = self.inner.packed.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,5 +1,5 @@
-//! `GpuTensor`: a buffer on a `Gpu` with a shape; its download, and the return of its buffer
-//! to the pool when the last handle drops.
+//! `GpuTensor`: a buffer on a `Gpu` with a shape; wrapping an application's buffer, reshaping,
+//! downloading, and the return of convpool's own buffers to the pool when the last handle drops.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -7,14 +7,21 @@ use std::sync::Arc;
 use super::Gpu;
 use crate::error::{Error, Result};
 use crate::params::pool::PoolGeometry;
-use crate::tensor::{Element, Tensor};
+use crate::tensor::{numel, Element, Tensor};
 
-/// A tensor on a `Gpu`: a storage buffer and a shape. Cloning shares the buffer (ops never
-/// write into their inputs, so a `GpuTensor` is immutable once made).
+/// A tensor on a `Gpu`: a storage buffer and a shape (row-major, the first `len()` elements of
+/// the buffer). Cloning and [`reshape`](GpuTensor::reshape) share the buffer. Ops never write
+/// into their inputs: every op writes a new tensor.
+///
+/// Tensors are made by [`Gpu::upload`], by ops, or around an application's own buffer by
+/// [`GpuTensor::from_buffer`].
 pub struct GpuTensor<T: Element = f32> {
     gpu: Gpu,
     buffer: Arc<wgpu::Buffer>,
     shape: Vec<usize>,
+    /// Wraps an application's buffer (`from_buffer`): never recycled into the pool, and never
+    /// taken to be unchanged between calls (no packed copy of it is kept).
+    pub(crate) external: bool,
     /// For indices made by a pooling op: the window geometry that produced them. Lets
     /// unpooling skip the index range check and gather instead of scatter.
     pub(crate) origin: Option<PoolGeometry>,
@@ -29,6 +36,7 @@ impl<T: Element> Clone for GpuTensor<T> {
             gpu: self.gpu.clone(),
             buffer: self.buffer.clone(),
             shape: self.shape.clone(),
+            external: self.external,
             origin: self.origin,
             bound: self.bound,
             _t: PhantomData,
@@ -37,9 +45,10 @@ impl<T: Element> Clone for GpuTensor<T> {
 }
 
 impl<T: Element> Drop for GpuTensor<T> {
-    /// The last handle to a buffer gives it back to its `Gpu`'s pool.
+    /// The last handle to one of convpool's buffers gives it back to its `Gpu`'s pool (an
+    /// application's buffer is left to the application).
     fn drop(&mut self) {
-        if Arc::strong_count(&self.buffer) == 1 {
+        if !self.external && Arc::strong_count(&self.buffer) == 1 {
             let mut pool = self
                 .gpu
                 .inner
@@ -69,10 +78,92 @@ impl<T: Element> GpuTensor<T> {
             gpu: gpu.clone(),
             buffer: Arc::new(buffer),
             shape,
+            external: false,
             origin: None,
             bound: None,
             _t: PhantomData,
         }
+    }
+
+    /// Wraps `buffer`, a buffer the application made on `gpu`'s device, as a tensor of
+    /// `shape` without copying: its first `len() · 4` bytes are the elements, row-major. The
+    /// buffer needs `BufferUsages::STORAGE`; `COPY_SRC` as well for [`download`] and for ops
+    /// on tensors over one storage binding (those run in chunks copied out of it). It must be
+    /// a buffer of `gpu`'s device (one of another device fails the first op that binds it,
+    /// with `Error::Gpu`).
+    ///
+    /// The buffer stays the application's: convpool never recycles it, and keeps no packed
+    /// copy of it, so the application may write new contents between calls. Ordering is the
+    /// queue's: convpool's ops reach the queue at [`Gpu::flush`], so flush before submitting
+    /// a write that must come after the ops that read the buffer.
+    ///
+    /// `Err` if the shape's bytes exceed the buffer, the buffer's size is not a multiple of 4,
+    /// or it lacks `STORAGE`.
+    ///
+    /// [`download`]: GpuTensor::download
+    pub fn from_buffer(
+        gpu: &Gpu,
+        buffer: wgpu::Buffer,
+        shape: impl Into<Vec<usize>>,
+    ) -> Result<GpuTensor<T>> {
+        let op = "GpuTensor::from_buffer";
+        let shape = shape.into();
+        let len = numel(op, &shape)?;
+        let need = (len as u128 * std::mem::size_of::<T>() as u128).max(4);
+        let size = buffer.size();
+        if need > size as u128 {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "shape {shape:?} of {} needs {need} bytes, the buffer holds {size}",
+                    T::NAME
+                ),
+            ));
+        }
+        if !size.is_multiple_of(4) {
+            return Err(Error::invalid(
+                op,
+                format!("the buffer's size {size} is not a multiple of 4 bytes"),
+            ));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "the buffer's usage {:?} lacks STORAGE, which every op binds",
+                    buffer.usage()
+                ),
+            ));
+        }
+        let mut t = GpuTensor::from_parts(gpu, buffer, shape);
+        t.external = true;
+        Ok(t)
+    }
+
+    /// The same elements with another shape of the same element count, sharing the buffer:
+    /// no copy, nothing recorded. `Err` if the counts differ. A flatten before a dense layer
+    /// (a 1×1 convolution over `[N, C·H·W, 1, 1]`) is `y.reshape([n, c * h * w, 1, 1])`.
+    pub fn reshape(&self, shape: impl Into<Vec<usize>>) -> Result<GpuTensor<T>> {
+        let op = "GpuTensor::reshape";
+        let shape = shape.into();
+        let len = numel(op, &shape)?;
+        if len != self.len() {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "shape {shape:?} has {len} elements, the tensor {:?} has {}",
+                    self.shape,
+                    self.len()
+                ),
+            ));
+        }
+        let mut t = self.clone();
+        if t.shape != shape {
+            // Pooling indices know the window geometry of their shape only.
+            t.origin = None;
+        }
+        t.shape = shape;
+        Ok(t)
     }
 
     /// The shape.
@@ -95,10 +186,16 @@ impl<T: Element> GpuTensor<T> {
         &self.gpu
     }
 
-    /// The underlying buffer (at least 4 bytes; the first `len() * 4` are the elements), for
-    /// reading in your own passes. Do not write into it: ops take a tensor to be immutable
-    /// once made, and a convolution keeps a packed copy of its weights for later calls with
-    /// the same weight tensor.
+    /// The underlying buffer (at least 4 bytes; the first `len() · 4` are the elements), for
+    /// the application's own passes. convpool's writes to it are complete, as seen from the
+    /// host, after [`Gpu::synchronize`]; for work the application submits on the same queue,
+    /// [`Gpu::flush`] is enough (the queue runs submissions in order).
+    ///
+    /// Read it freely. Do not write into a buffer convpool made (from `upload` or an op): ops
+    /// take such a tensor to be unchanged once made (a convolution may keep a packed copy of
+    /// its weights for later calls with the same weight tensor), and its buffer returns to
+    /// convpool's pool when the last handle drops. To feed data of your own passes into
+    /// convpool, wrap your buffer with [`GpuTensor::from_buffer`].
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }
@@ -116,6 +213,15 @@ impl<T: Element> GpuTensor<T> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
         if bytes == 0 {
             return Tensor::new(self.shape.clone(), Vec::new());
+        }
+        if !self.buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "the buffer's usage {:?} lacks COPY_SRC, which a download copies from",
+                    self.buffer.usage()
+                ),
+            ));
         }
         let gpu = &self.gpu;
         let d = &gpu.inner.device;

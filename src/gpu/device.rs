@@ -1,0 +1,212 @@
+//! Opening a `Gpu`: on a device the application made (`Gpu::from_wgpu`), or on an adapter
+//! convpool picks and opens itself (`Gpu::new`, `Gpu::builder`).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::kernels::{self, PipelineCache};
+use super::{Gpu, Inner, NEXT_GPU_ID};
+use crate::error::{Error, Result};
+
+/// How [`Gpu::builder`] picks and opens an adapter. Every option left unset falls back to its
+/// environment variable, then to wgpu's default:
+///
+/// | option | environment variable | default |
+/// |---|---|---|
+/// | [`adapter_name`](GpuBuilder::adapter_name) | `WGPU_ADAPTER_NAME` | the default adapter |
+/// | [`backends`](GpuBuilder::backends) | `WGPU_BACKEND` (`vulkan`, `metal`, `dx12`) | all compiled in |
+/// | [`power_preference`](GpuBuilder::power_preference) | `WGPU_POWER_PREF` (`low`, `high`) | wgpu's default |
+///
+/// ```no_run
+/// # fn main() -> convpool::Result<()> {
+/// let gpu = convpool::Gpu::builder()
+///     .adapter_name("nvidia")
+///     .backends(convpool::wgpu::Backends::VULKAN)
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct GpuBuilder {
+    adapter_name: Option<String>,
+    backends: Option<wgpu::Backends>,
+    power_preference: Option<wgpu::PowerPreference>,
+}
+
+impl GpuBuilder {
+    /// Takes the first adapter whose name contains `name` (case-insensitive); none matching
+    /// is an `Err` that lists the adapters found.
+    pub fn adapter_name(mut self, name: impl Into<String>) -> Self {
+        self.adapter_name = Some(name.into());
+        self
+    }
+
+    /// Looks for adapters on these backends only.
+    pub fn backends(mut self, backends: wgpu::Backends) -> Self {
+        self.backends = Some(backends);
+        self
+    }
+
+    /// Prefers a low-power or a high-performance adapter (ignored when an adapter name is
+    /// given).
+    pub fn power_preference(mut self, preference: wgpu::PowerPreference) -> Self {
+        self.power_preference = Some(preference);
+        self
+    }
+
+    /// The adapters these options can see (name, backend, device type, driver), in wgpu's
+    /// order.
+    pub fn adapters(&self) -> Vec<wgpu::AdapterInfo> {
+        let instance = self.instance();
+        let adapters = pollster::block_on(instance.enumerate_adapters(self.backends_in_force()));
+        adapters.iter().map(|a| a.get_info()).collect()
+    }
+
+    /// Opens the chosen adapter headless, with the adapter's own limits (not WebGPU's
+    /// defaults, so any size the hardware allows can be used) and its timestamp-query and
+    /// subgroup features where it has them.
+    pub fn build(self) -> Result<Gpu> {
+        let instance = self.instance();
+        let adapter = self.pick(&instance)?;
+        let info = adapter.get_info();
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("convpool"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
+        Ok(Gpu::open(adapter, device, queue, true))
+    }
+
+    fn backends_in_force(&self) -> wgpu::Backends {
+        self.backends
+            .or_else(wgpu::Backends::from_env)
+            .unwrap_or(wgpu::Backends::all())
+    }
+
+    fn instance(&self) -> wgpu::Instance {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = self.backends_in_force();
+        wgpu::Instance::new(desc)
+    }
+
+    fn pick(&self, instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+        let name = self
+            .adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        if let Some(name) = name {
+            let adapters =
+                pollster::block_on(instance.enumerate_adapters(self.backends_in_force()));
+            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            let wanted = name.to_lowercase();
+            return adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                .ok_or_else(|| {
+                    Error::NoAdapter(format!("adapter name {name:?} matches none of {names:?}"))
+                });
+        }
+        let power_preference = self
+            .power_preference
+            .or_else(wgpu::PowerPreference::from_env)
+            .unwrap_or_default();
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::NoAdapter(format!("wgpu found none ({e})")))
+    }
+}
+
+impl Gpu {
+    /// Opens the default adapter headless: `Gpu::builder().build()`, so `WGPU_BACKEND`,
+    /// `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` choose it (see [`GpuBuilder`]).
+    pub fn new() -> Result<Gpu> {
+        Gpu::builder().build()
+    }
+
+    /// Options for picking and opening an adapter in code, with the environment variables as
+    /// the defaults.
+    pub fn builder() -> GpuBuilder {
+        GpuBuilder::default()
+    }
+
+    /// convpool on a device the application made, with whatever features and limits it was
+    /// created with. Kernels are chosen accordingly: without `Features::SUBGROUP` the
+    /// subgroup kernels never run; without `TIMESTAMP_QUERY` [`Gpu::profile`] reports wall
+    /// time only; WebGPU's default limits work for every op (tensors over one storage binding
+    /// run in chunks).
+    ///
+    /// convpool installs no callback on an application's device (its device-lost callback
+    /// and uncaptured-error handler stay the application's): every call still runs inside
+    /// error scopes, so wgpu errors come back as [`Error::Gpu`], but a lost device shows as
+    /// such an error rather than as [`Error::DeviceLost`].
+    ///
+    /// The application may submit its own work on `queue` at any time; convpool's recorded
+    /// work reaches the queue at [`Gpu::flush`] (and at `synchronize`, `download`, and every
+    /// 32 ops), so call `flush` before submitting work that must follow convpool's ops.
+    pub fn from_wgpu(
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Result<Gpu> {
+        Ok(Gpu::open(adapter, device, queue, false))
+    }
+
+    /// The `Gpu` on `device`; `own`: convpool made the device, so it installs the
+    /// device-lost callback (every later call then returns `Error::DeviceLost`) and an
+    /// uncaptured-error handler that prints instead of panicking.
+    fn open(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue, own: bool) -> Gpu {
+        let info = adapter.get_info();
+        let lost = Arc::new(Mutex::new(None));
+        if own {
+            let lost_cb = lost.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                *lost_cb.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(format!("{reason:?}: {msg}"));
+            });
+            device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+                eprintln!("convpool: uncaptured wgpu error: {e}");
+            }));
+        }
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("convpool dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let limits = device.limits();
+        let subgroup_gemm =
+            device.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
+        let binding_limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let uniform_vec4s = (kernels::UNIFORM_WINDOW / 16) as u32;
+        Gpu {
+            inner: Arc::new(Inner {
+                id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
+                fold_limit: AtomicU32::new(limits.max_compute_workgroups_per_dimension),
+                limits,
+                adapter,
+                device,
+                queue,
+                info,
+                cache: PipelineCache::default(),
+                lost,
+                dummy,
+                uniform_vec4s: AtomicU32::new(uniform_vec4s),
+                profiler: Default::default(),
+                pending: Default::default(),
+                pool: Default::default(),
+                binding_limit: AtomicU64::new(binding_limit),
+                subgroup_gemm,
+                tables: Default::default(),
+                packed: Default::default(),
+                textures: Default::default(),
+            }),
+        }
+    }
+}
