@@ -1,5 +1,6 @@
 //! Launchers for conv2d and conv_transpose2d (shaders/conv2d.wgsl, shaders/conv_transpose2d.wgsl).
 
+use crate::gpu::layout::params_struct;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -11,36 +12,36 @@ use crate::gpu::kernels::{Kernel, UNIFORM_WINDOW};
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
-/// `ConvParams` in the shaders.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ConvParams {
-    total: u32,
-    n: u32,
-    c_in: u32,
-    c_out: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    dil_h: u32,
-    dil_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    groups: u32,
-    has_bias: u32,
-    tap_y: u32,
-    tap_x: u32,
-    /// conv2d_rows: groups of 8 outputs per output row.
-    octets: u32,
-    /// The fused activation (see `Activation::encode`).
-    act: u32,
-    act_a: f32,
-    act_b: f32,
+params_struct! {
+    /// `ConvParams` in the shaders.
+    struct ConvParams {
+        total: u32,
+        n: u32,
+        c_in: u32,
+        c_out: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        k_h: u32,
+        k_w: u32,
+        stride_h: u32,
+        stride_w: u32,
+        dil_h: u32,
+        dil_w: u32,
+        pad_h: u32,
+        pad_w: u32,
+        groups: u32,
+        has_bias: u32,
+        tap_y: u32,
+        tap_x: u32,
+        /// conv2d_rows: groups of 8 outputs per output row.
+        octets: u32,
+        /// The fused activation (see `Activation::encode`).
+        act: u32,
+        act_a: f32,
+        act_b: f32,
+    }
 }
 
 impl ConvParams {
@@ -77,58 +78,58 @@ impl ConvParams {
     }
 }
 
-/// `GemmParams` in shaders/conv_gemm.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct GemmParams {
-    mode: u32,
-    batch: u32,
-    groups: u32,
-    m: u32,
-    n: u32,
-    k: u32,
-    m_tiles: u32,
-    n_tiles: u32,
-    c_x: u32,
-    c_y: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    k_h: u32,
-    k_w: u32,
-    s_h: u32,
-    s_w: u32,
-    d_h: u32,
-    d_w: u32,
-    p_h: u32,
-    p_w: u32,
-    tap_y: u32,
-    tap_x: u32,
-    has_bias: u32,
-    /// Input channels per group.
-    c_grp: u32,
-    /// Mode 1: the output's height and width (out_h × out_w is the phase's grid).
-    y_h: u32,
-    y_w: u32,
-    /// gemm_sg_rows: output rows padded to this many columns (a multiple of 8).
-    row_w: u32,
-    /// gemm_sg_rows, mode 1: a row's next column tap's weight is this many before the last.
-    w_step: u32,
-    /// gemm_sg_rows: kernel rows per tile in the packed weights, and the dispatch's tiles
-    /// (`tile0 .. tile0 + tiles`, counting all groups' m tiles) and kernel rows
-    /// (`row0 .. row1`); `accumulate`: add to y (a part after the first).
-    rows_pad: u32,
-    tile0: u32,
-    tiles: u32,
-    row0: u32,
-    row1: u32,
-    accumulate: u32,
-    /// The fused activation (see `Activation::encode`), applied by the last part only.
-    act: u32,
-    act_a: f32,
-    act_b: f32,
-    _pad: u32,
+params_struct! {
+    /// `GemmParams` in shaders/conv_gemm.wgsl.
+    struct GemmParams {
+        mode: u32,
+        batch: u32,
+        groups: u32,
+        m: u32,
+        n: u32,
+        k: u32,
+        m_tiles: u32,
+        n_tiles: u32,
+        c_x: u32,
+        c_y: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        k_h: u32,
+        k_w: u32,
+        s_h: u32,
+        s_w: u32,
+        d_h: u32,
+        d_w: u32,
+        p_h: u32,
+        p_w: u32,
+        tap_y: u32,
+        tap_x: u32,
+        has_bias: u32,
+        /// Input channels per group.
+        c_grp: u32,
+        /// Mode 1: the output's height and width (out_h × out_w is the phase's grid).
+        y_h: u32,
+        y_w: u32,
+        /// gemm_sg_rows: output rows padded to this many columns (a multiple of 8).
+        row_w: u32,
+        /// gemm_sg_rows, mode 1: a row's next column tap's weight is this many before the last.
+        w_step: u32,
+        /// gemm_sg_rows: kernel rows per tile in the packed weights, and the dispatch's tiles
+        /// (`tile0 .. tile0 + tiles`, counting all groups' m tiles) and kernel rows
+        /// (`row0 .. row1`); `accumulate`: add to y (a part after the first).
+        rows_pad: u32,
+        tile0: u32,
+        tiles: u32,
+        row0: u32,
+        row1: u32,
+        accumulate: u32,
+        /// The fused activation (see `Activation::encode`), applied by the last part only.
+        act: u32,
+        act_a: f32,
+        act_b: f32,
+        _pad: u32,
+    }
 }
 
 /// Output tile of the workgroup-memory GEMM kernel: 32 channels × 32 pixels per workgroup.
@@ -1075,4 +1076,11 @@ impl Gpu {
         }
         Ok(())
     }
+}
+
+#[cfg(test)]
+#[test]
+fn params_match_the_shaders() {
+    ConvParams::check_layout().unwrap();
+    GemmParams::check_layout().unwrap();
 }

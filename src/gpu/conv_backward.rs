@@ -9,38 +9,39 @@ use super::{Gpu, GpuTensor, Pass};
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::gpu::kernels::Kernel;
+use crate::gpu::layout::params_struct;
 use crate::gpu::ConvAlgo;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::dims4;
 
-/// `WgradParams` in shaders/conv_backward.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct WgradParams {
-    m: u32,
-    k: u32,
-    units: u32,
-    part_units: u32,
-    m_tiles: u32,
-    n_tiles: u32,
-    groups: u32,
-    parts: u32,
-    c_y: u32,
-    c_x: u32,
-    c_grp: u32,
-    npix: u32,
-    out_w: u32,
-    in_h: u32,
-    in_w: u32,
-    s_h: u32,
-    s_w: u32,
-    p_h: u32,
-    p_w: u32,
-    total_out: u32,
-    /// Chunks of 32 pixels per image.
-    chunks: u32,
-    _pad: u32,
-    ow_magic: [u32; 2],
+params_struct! {
+    /// `WgradParams` in shaders/conv_backward.wgsl.
+    struct WgradParams {
+        m: u32,
+        k: u32,
+        units: u32,
+        part_units: u32,
+        m_tiles: u32,
+        n_tiles: u32,
+        groups: u32,
+        parts: u32,
+        c_y: u32,
+        c_x: u32,
+        c_grp: u32,
+        npix: u32,
+        out_w: u32,
+        in_h: u32,
+        in_w: u32,
+        s_h: u32,
+        s_w: u32,
+        p_h: u32,
+        p_w: u32,
+        total_out: u32,
+        /// Chunks of 32 pixels per image.
+        chunks: u32,
+        _pad: u32,
+        ow_magic: [u32; 2],
+    }
 }
 
 /// The weight-gradient tile of the workgroup-memory kernel: 32 output channels × 32 columns.
@@ -399,4 +400,10 @@ mod tests {
         // tests/backward.rs's short last part: 49 chunks in parts of 25 and 24.
         assert_eq!(wgrad_parts(49, 1), (2, 25));
     }
+}
+
+#[cfg(test)]
+#[test]
+fn params_match_the_shaders() {
+    WgradParams::check_layout().unwrap();
 }

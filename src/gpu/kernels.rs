@@ -9,7 +9,7 @@ pub(crate) const WORKGROUP: u32 = 64;
 
 /// The shader files, embedded at compile time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Shader {
+pub(super) enum Shader {
     Conv2d,
     ConvGemm,
     ConvGemmSg,
@@ -24,7 +24,23 @@ enum Shader {
 }
 
 impl Shader {
-    fn source(self) -> &'static str {
+    /// Every shader, for the layout checks.
+    #[cfg(test)]
+    pub(super) const ALL: [Shader; 11] = [
+        Shader::Conv2d,
+        Shader::ConvGemm,
+        Shader::ConvGemmSg,
+        Shader::ConvTranspose2d,
+        Shader::Pool2d,
+        Shader::PoolQuad,
+        Shader::Unpool2d,
+        Shader::UnpoolTiles,
+        Shader::ConvBackward,
+        Shader::ConvBackwardSg,
+        Shader::Train,
+    ];
+
+    pub(super) fn source(self) -> &'static str {
         match self {
             Shader::Conv2d => concat!(
                 include_str!("../../shaders/common.wgsl"),

@@ -9,6 +9,7 @@ mod conv_backward;
 mod device;
 mod divide;
 mod kernels;
+mod layout;
 mod pool;
 mod profile;
 mod record;

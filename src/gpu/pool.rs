@@ -6,6 +6,7 @@ use super::divide::magic;
 use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::{ensure, Error, Result};
 use crate::gpu::kernels::{Kernel, MAX_COMPILED_WINDOW, WORKGROUP};
+use crate::gpu::layout::params_struct;
 use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
 use crate::tensor::{dims4, Tensor};
 
@@ -29,40 +30,45 @@ fn row_axis(g: &PoolGeometry) -> RowAxis {
     }
 }
 
-/// `PoolParams` in the shaders.
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct PoolParams {
-    total: u32,
-    planes: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    k_h: u32,
-    k_w: u32,
-    s_h: u32,
-    s_w: u32,
-    p_h: u32,
-    p_w: u32,
-    d_h: u32,
-    d_w: u32,
-    count_include_pad: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    idx_plane: u32,
-    /// Flat index of this dispatch's first output in the whole tensor (chunked stochastic
-    /// pooling keeps its random stream).
-    pos_base: u32,
-    /// Global input row of row 0 of the bound input (the unpooled side), for bands of rows.
-    row0: u32,
-    /// Global pooled row of row 0 of the bound pooled side.
-    orow0: u32,
-    /// scatter_plane: first unpooled position the bound output band holds.
-    pos_lo: u32,
-    _pad: [u32; 2],
-    /// `fast_div` magics (gpu/divide.rs) of out_w, out_h, in_w, in_h, s_h, s_w.
-    magics: [[u32; 2]; 6],
+params_struct! {
+    /// `PoolParams` in the shaders.
+    struct PoolParams {
+        total: u32,
+        planes: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        k_h: u32,
+        k_w: u32,
+        s_h: u32,
+        s_w: u32,
+        p_h: u32,
+        p_w: u32,
+        d_h: u32,
+        d_w: u32,
+        count_include_pad: u32,
+        seed_lo: u32,
+        seed_hi: u32,
+        idx_plane: u32,
+        /// Flat index of this dispatch's first output in the whole tensor (chunked stochastic
+        /// pooling keeps its random stream).
+        pos_base: u32,
+        /// Global input row of row 0 of the bound input (the unpooled side), for bands of rows.
+        row0: u32,
+        /// Global pooled row of row 0 of the bound pooled side.
+        orow0: u32,
+        /// scatter_plane: first unpooled position the bound output band holds.
+        pos_lo: u32,
+        _pad: [u32; 2],
+        /// `fast_div` magics (gpu/divide.rs) of out_w, out_h, in_w, in_h, s_h, s_w.
+        dv_ow: [u32; 2],
+        dv_oh: [u32; 2],
+        dv_iw: [u32; 2],
+        dv_ih: [u32; 2],
+        dv_sh: [u32; 2],
+        dv_sw: [u32; 2],
+    }
 }
 
 impl PoolParams {
@@ -107,8 +113,14 @@ fn pool_pass<'a>(
 ) -> Pass<'a> {
     let p = &params;
     let divisors = [p.out_w, p.out_h, p.in_w, p.in_h, p.s_h, p.s_w];
+    let [dv_ow, dv_oh, dv_iw, dv_ih, dv_sh, dv_sw] = divisors.map(|d| magic(d as usize));
     let params = PoolParams {
-        magics: divisors.map(|d| magic(d as usize)),
+        dv_ow,
+        dv_oh,
+        dv_iw,
+        dv_ih,
+        dv_sh,
+        dv_sw,
         ..params
     };
     Pass {
@@ -685,4 +697,10 @@ impl Gpu {
             size,
         )
     }
+}
+
+#[cfg(test)]
+#[test]
+fn params_match_the_shaders() {
+    PoolParams::check_layout().unwrap();
 }

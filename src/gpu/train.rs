@@ -7,22 +7,23 @@ use super::{Gpu, GpuTensor, Pass};
 use crate::activation::Activation;
 use crate::error::{ensure, Result};
 use crate::gpu::kernels::Kernel;
+use crate::gpu::layout::params_struct;
 use crate::params::pool::unpool_backward_shape;
 use crate::params::train::{check_same, cross_entropy_dims, Sgd};
 use crate::tensor::Tensor;
 
-/// `TrainParams` in shaders/train.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct TrainParams {
-    total: u32,
-    kind: u32,
-    a: f32,
-    b: f32,
-    c: f32,
-    classes: u32,
-    hw: u32,
-    scale: f32,
+params_struct! {
+    /// `TrainParams` in shaders/train.wgsl.
+    struct TrainParams {
+        total: u32,
+        kind: u32,
+        a: f32,
+        b: f32,
+        c: f32,
+        classes: u32,
+        hw: u32,
+        scale: f32,
+    }
 }
 
 /// Values one `sum_blocks` workgroup adds (`BLOCK` in the shader).
@@ -268,4 +269,10 @@ impl Gpu {
         self.launch(op, &[], &[pass])?;
         Ok((self.sum_scaled(op, &sq, scale)?, grad))
     }
+}
+
+#[cfg(test)]
+#[test]
+fn params_match_the_shaders() {
+    TrainParams::check_layout().unwrap();
 }
