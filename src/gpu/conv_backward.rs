@@ -3,7 +3,7 @@
 //! conv_transpose2d of the gradient on the same geometry, conv_transpose2d's a conv2d, so they
 //! take every kernel variant, chunk and band those do.
 
-use super::conv::k_table;
+use super::conv_gemm::k_table;
 use super::divide::magic;
 use super::{Gpu, GpuTensor, Pass};
 use crate::activation::Activation;

@@ -2,15 +2,15 @@
 //! in WGSL; a test parses every shader with naga and checks that each WGSL struct of the same
 //! name has the same fields, in the same order, at the same offsets, with the same scalar types.
 
-/// Declares a `#[repr(C)]` Pod params struct (every field a `u32`, `i32`, `f32` or an array of
+/// Declares a `#[repr(C)]` Pod params struct, visible to the `gpu` module (every field a `u32`, `i32`, `f32` or an array of
 /// them) and, for the layout test, its fields' names, offsets and types.
 macro_rules! params_struct {
     ($(#[$sm:meta])* struct $name:ident { $($(#[$fm:meta])* $f:ident: $t:ty,)* }) => {
         $(#[$sm])*
         #[repr(C)]
         #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-        struct $name {
-            $($(#[$fm])* $f: $t,)*
+        pub(super) struct $name {
+            $($(#[$fm])* pub(super) $f: $t,)*
         }
 
         #[cfg(test)]

@@ -6,6 +6,7 @@ mod buffers;
 mod chunk;
 mod conv;
 mod conv_backward;
+mod conv_gemm;
 mod device;
 mod divide;
 mod kernels;
@@ -15,6 +16,7 @@ mod profile;
 mod record;
 mod tensor;
 mod train;
+mod unpool;
 
 pub use conv::ConvAlgo;
 pub use device::GpuBuilder;
@@ -71,7 +73,7 @@ struct Inner {
     /// The GEMM kernels' im2col tables on the device, by contents (see `Gpu::table`).
     tables: Mutex<std::collections::HashMap<Vec<u32>, Arc<GpuTensor<u32>>>>,
     /// Packed weights of the row-segment GEMM, for later calls with the same weights.
-    packed: Mutex<Vec<conv::PackedWeights>>,
+    packed: Mutex<Vec<conv_gemm::PackedWeights>>,
     /// The row-segment GEMM's input textures, by size (see `Gpu::x_texture`).
     textures: Mutex<Vec<Arc<XTexture>>>,
 }
