@@ -1,20 +1,43 @@
-//! The worked example of the classic description of convolution, computed on the default GPU
-//! adapter and on the CPU reference side by side, then pooled and unpooled.
+//! convpool in one screen: the adapter, the worked example of convolution computed on the GPU
+//! and on the CPU reference, and a short pipeline chained on the GPU, timed beside the fast
+//! CPU path.
 //!
 //! `cargo run --release --example quickstart`
 
-use convpool::{cpu, Conv2d, ConvTranspose2d, Gpu, Padding, Pool2d, Tensor};
+use std::time::Instant;
 
-fn show(title: &str, t: &Tensor) {
-    let [_, _, h, w] = <[usize; 4]>::try_from(t.shape()).expect("rank 4");
-    println!("{title} {:?}", t.shape());
-    for row in t.data().chunks(w).take(h) {
-        let cells: Vec<String> = row.iter().map(|v| format!("{v:6.2}")).collect();
-        println!("    {}", cells.join(" "));
+use convpool::{cpu, fast, Activation, Conv2d, Gpu, Padding, Pool2d, Tensor};
+
+/// The largest elementwise difference of two tensors of one shape.
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    a.data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The median wall time of `runs` calls of `f`, in milliseconds, after one warm-up call.
+fn median_ms<T>(
+    runs: usize,
+    mut f: impl FnMut() -> convpool::Result<T>,
+) -> convpool::Result<(f64, T)> {
+    let mut out = f()?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        out = f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    times.sort_by(f64::total_cmp);
+    Ok((times[runs / 2], out))
 }
 
 fn main() -> convpool::Result<()> {
+    // Mesa's Vulkan drivers complain on stderr when this is unset (headless machines, CI).
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let gpu = match Gpu::new() {
         Ok(gpu) => gpu,
         Err(e) => {
@@ -30,6 +53,7 @@ fn main() -> convpool::Result<()> {
         info.name, info.backend, info.device_type
     );
 
+    // The classic worked example: a 5×5 binary image, a 3×3 kernel, valid padding.
     #[rustfmt::skip]
     let image = vec![
         1., 1., 1., 0., 0.,
@@ -40,59 +64,80 @@ fn main() -> convpool::Result<()> {
     ];
     let x = Tensor::new([1, 1, 5, 5], image)?;
     let k = Tensor::new([1, 1, 3, 3], vec![1., 0., 1., 0., 1., 0., 1., 0., 1.])?;
-    let (gx, gk) = (gpu.upload(&x)?, gpu.upload(&k)?);
-    show("input", &x);
-    show("kernel", &k);
-
-    for (name, spec) in [
-        ("conv2d valid, stride 1", Conv2d::default()),
-        (
-            "conv2d valid, stride 2",
-            Conv2d {
-                stride: [2, 2],
-                ..Default::default()
-            },
-        ),
-        (
-            "conv2d same",
-            Conv2d {
-                padding: Padding::Same,
-                ..Default::default()
-            },
-        ),
-    ] {
-        let on_gpu = gpu.conv2d(&gx, &gk, None, &spec)?.download()?;
-        let on_cpu = cpu::conv2d(&x, &k, None, &spec)?;
-        show(&format!("{name} (GPU)"), &on_gpu);
-        show(&format!("{name} (CPU)"), &on_cpu);
+    let spec = Conv2d::default();
+    let on_gpu = gpu
+        .conv2d(&gpu.upload(&x)?, &gpu.upload(&k)?, None, &spec)?
+        .download()?;
+    let on_cpu = cpu::conv2d(&x, &k, None, &spec)?;
+    println!(
+        "\nconv2d of the 5×5 image with the 3×3 kernel [1 0 1; 0 1 0; 1 0 1], valid, stride 1:"
+    );
+    for row in on_gpu.data().chunks(3) {
+        println!(
+            "    {}",
+            row.iter()
+                .map(|v| format!("{v:2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
-
-    let y = cpu::conv2d(&x, &k, None, &Conv2d::default())?;
-    let up = gpu.conv_transpose2d(&gpu.upload(&y)?, &gk, None, &ConvTranspose2d::default())?;
-    show("conv_transpose2d of the 3×3 map (GPU)", &up.download()?);
-
-    let p = Pool2d::new([2, 2]);
-    let x4 = Tensor::new(
-        [1, 1, 4, 4],
-        (0..16).map(|v| ((v * 7) % 11) as f32).collect(),
-    )?;
-    let g4 = gpu.upload(&x4)?;
-    show("4×4 input", &x4);
-    let (m, idx) = gpu.max_pool2d(&g4, &p)?;
-    show("max_pool2d 2×2 (GPU)", &m.download()?);
-    println!("argmax indices {:?}", idx.download()?.data());
-    show(
-        "max_unpool2d back to 4×4 (GPU)",
-        &gpu.max_unpool2d(&m, &idx, [4, 4])?.download()?,
+    println!(
+        "GPU and CPU reference agree: largest difference {}",
+        max_diff(&on_gpu, &on_cpu)
     );
-    let a = gpu.avg_pool2d(&g4, &p)?;
-    show("avg_pool2d 2×2 (GPU)", &a.download()?);
-    show(
-        "avg_unpool2d back to 4×4 (GPU)",
-        &gpu.avg_unpool2d(&a, &p, [4, 4])?.download()?,
+
+    // A small encoder–decoder chained on the GPU (nothing waits until the download), and the
+    // same on the fast CPU path.
+    let input = Tensor::from_fn([4, 8, 64, 64], |i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)?;
+    let weights = |shape: [usize; 4], seed: usize| {
+        let fan_in = (shape[1] * 9) as f32;
+        Tensor::from_fn(shape, |i| {
+            (((i + seed) * 7907) % 997) as f32 / 997.0 / fan_in.sqrt() - 0.5 / fan_in.sqrt()
+        })
+    };
+    let (w1, w2, w3) = (
+        weights([32, 8, 3, 3], 1)?,
+        weights([32, 32, 3, 3], 2)?,
+        weights([8, 32, 3, 3], 3)?,
     );
-    let (s, sidx) = gpu.stochastic_pool2d(&g4, &p, 42)?;
-    show("stochastic_pool2d, seed 42 (GPU)", &s.download()?);
-    println!("sampled indices {:?}", sidx.download()?.data());
+    let same = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    let pool = Pool2d::new([2, 2]);
+    let relu = Activation::Relu;
+    let (gx, g1, g2, g3) = (
+        gpu.upload(&input)?,
+        gpu.upload(&w1)?,
+        gpu.upload(&w2)?,
+        gpu.upload(&w3)?,
+    );
+    let (gpu_ms, on_gpu) = median_ms(5, || {
+        let y = gpu.conv2d_act(&gx, &g1, None, &same, relu)?;
+        let (p, idx) = gpu.max_pool2d(&y, &pool)?;
+        let z = gpu.conv2d_act(&p, &g2, None, &same, relu)?;
+        let u = gpu.max_unpool2d(&z, &idx, [64, 64])?;
+        gpu.conv2d(&u, &g3, None, &same)?.download()
+    })?;
+    let (fast_ms, on_cpu) = median_ms(5, || {
+        let y = fast::conv2d_act(&input, &w1, None, &same, relu)?;
+        let (p, idx) = fast::max_pool2d(&y, &pool)?;
+        let z = fast::conv2d_act(&p, &w2, None, &same, relu)?;
+        let u = fast::max_unpool2d(&z, &idx, [64, 64])?;
+        fast::conv2d(&u, &w3, None, &same)
+    })?;
+    println!("\nconv2d+ReLU → max_pool2d → conv2d+ReLU → max_unpool2d → conv2d on [4, 8, 64, 64]:");
+    println!("    GPU (chained, one download) {gpu_ms:7.2} ms");
+    println!("    fast CPU path               {fast_ms:7.2} ms");
+    println!(
+        "GPU and fast CPU path agree: largest difference {:.1e}",
+        max_diff(&on_gpu, &on_cpu)
+    );
+    if info.device_type == convpool::wgpu::DeviceType::Cpu {
+        println!(
+            "\nThis adapter is a CPU ({}): here `convpool::fast` is the faster choice.",
+            info.name
+        );
+    }
     Ok(())
 }

@@ -19,9 +19,8 @@ use crate::tensor::{dims4, Tensor};
 /// The weight gradient's reduction is split into at most this many parts per group.
 const PARTS: usize = 8;
 /// Output pixels per band of the weight gradient (the GEMMs' reduction): half of conv2d's
-/// bands, so that each band's im2col block and the part's sum stay in L2 (16→16 channels at
-/// 32×32, batch 32: 4.2 ms at 256 columns, 2.3 at 128, 2.2 at 64 but 1.6 vs 1.3 ms for
-/// 32→16 at 16×16; release build, same process).
+/// bands, so that each band's im2col block and the part's sum stay in L2 (the measurements
+/// behind 128 are in docs/DESIGN.md).
 const WGRAD_COLUMNS: usize = 128;
 
 /// [`crate::cpu::conv2d_backward_input`] on all CPU cores: conv_transpose2d of `gy`.

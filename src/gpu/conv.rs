@@ -95,14 +95,14 @@ pub enum ConvAlgo {
     /// conv2d: one invocation per output element; for depthwise layers (one input and one
     /// output channel per group) with column dilation 1 and a kernel wider than its stride,
     /// one per 8 adjacent outputs of a row, sharing each kernel row's input segment and
-    /// weights (about 4× faster on lavapipe at stride 1). conv_transpose2d: a bias pass, then
+    /// weights. conv_transpose2d: a bias pass, then
     /// one scatter pass per kernel tap (each a one-to-one map, no atomics).
     Direct,
     /// Implicit GEMM. conv2d: one pass. conv_transpose2d: one pass per stride phase
     /// (`s_h·s_w` passes), each a dense stride-1 correlation writing its outputs once. Where
     /// the device has subgroups of at least 8 lanes, the kernel shares operands by subgroup
-    /// shuffles (8×32 outputs per 8-lane workgroup, no workgroup memory, no barriers: about 2×
-    /// the `GemmTiled` kernel on lavapipe); elsewhere it is `GemmTiled`. Where a kernel row's
+    /// shuffles (8×32 outputs per 8-lane workgroup, no workgroup memory, no barriers);
+    /// elsewhere it is `GemmTiled`. Where a kernel row's
     /// taps read consecutive input columns (conv2d with column dilation 1 and a kernel 2 to 8
     /// wide, wider than its column stride; conv_transpose2d phases with 2 to 8 column taps one
     /// input column apart), a variant of the subgroup kernel takes all of a row's taps from one
@@ -151,7 +151,12 @@ impl Gpu {
         bias.map_or(Ok(()), |b| self.check_owner(op, "bias", b))
     }
 
-    /// PyTorch's `conv2d` on the device; see [`crate::cpu::conv2d`].
+    /// PyTorch's `conv2d` (cross-correlation): `x` `[N, C_in, H, W]`, weight
+    /// `[C_out, C_in/groups, kH, kW]`, optional bias `[C_out]`, output
+    /// `[N, C_out, H_out, W_out]` with the sizes of `spec` ([`Conv2d::geometry`] computes them;
+    /// `Same`, `Full` and asymmetric padding, stride, dilation, groups). The kernel is chosen
+    /// by shape and device ([`ConvAlgo::Auto`]). Returns without waiting; matches
+    /// [`crate::cpu::conv2d`] within float rounding, bitwise the same on every run.
     pub fn conv2d(
         &self,
         x: &GpuTensor,
@@ -162,7 +167,8 @@ impl Gpu {
         self.conv2d_with(x, w, bias, spec, ConvAlgo::Auto)
     }
 
-    /// `conv2d` with a chosen kernel.
+    /// [`Gpu::conv2d`] with a chosen kernel (every choice runs every shape; `Gemm` falls back
+    /// to `GemmTiled` where the device has no subgroups of at least 8 lanes).
     pub fn conv2d_with(
         &self,
         x: &GpuTensor,
@@ -359,9 +365,13 @@ impl Gpu {
         }
     }
 
-    /// PyTorch's `conv_transpose2d` on the device, deterministic: a scatter-add with one pass
-    /// per kernel tap, each a one-to-one map from input to output positions (no atomics, no
-    /// race), or, for larger layers, one implicit-GEMM pass per stride phase (see [`ConvAlgo`]).
+    /// PyTorch's `conv_transpose2d`: `x` `[N, C_in, H, W]`, weight
+    /// `[C_in, C_out/groups, kH, kW]`, optional bias `[C_out]`, output per axis
+    /// `(n − 1)·s − 2p + d·(k − 1) + output_padding + 1`; the adjoint of [`Gpu::conv2d`].
+    /// Deterministic without atomics: one pass per kernel tap, each a one-to-one map from
+    /// input to output positions, or one implicit-GEMM pass per stride phase (see
+    /// [`ConvAlgo`]). Returns without waiting; matches [`crate::cpu::conv_transpose2d`] within
+    /// float rounding.
     pub fn conv_transpose2d(
         &self,
         x: &GpuTensor,
@@ -372,7 +382,8 @@ impl Gpu {
         self.conv_transpose2d_with(x, w, bias, spec, ConvAlgo::Auto)
     }
 
-    /// `conv_transpose2d` with a chosen kernel for its per-tap passes.
+    /// [`Gpu::conv_transpose2d`] with a chosen kernel: `Direct` the per-tap scatter, `Gemm` or
+    /// `GemmTiled` the per-phase GEMM.
     pub fn conv_transpose2d_with(
         &self,
         x: &GpuTensor,

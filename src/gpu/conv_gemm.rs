@@ -80,8 +80,8 @@ const ROWS_TILE: [u32; 2] = [8, 64];
 pub(super) const MAX_ROW_TAPS: usize = 8;
 
 /// `ConvAlgo::Auto` runs the row-segment GEMM from this many multiply-adds: below, its extra
-/// dispatch (staging the input texture, about 16 µs on lavapipe) costs more than it saves over
-/// the plain subgroup GEMM (break-even near 58,000 on lavapipe; a chain of small ops).
+/// dispatch (staging the input texture) costs more than it saves over the plain subgroup GEMM
+/// (measured on lavapipe with a chain of small ops; docs/DESIGN.md).
 pub(super) const ROWS_MIN_MACS: usize = 1 << 16;
 
 /// Multiply-adds of the forward convolution `g` (the same for its transposed one).
@@ -182,8 +182,8 @@ struct RowsRun<'a> {
 }
 
 /// A weight tensor packed for the row-segment GEMM with one im2col table, kept while both
-/// live (tensors never change once made): a network's later calls skip the packing pass
-/// (W4 on lavapipe: 4 of 45 ms).
+/// live (convpool's tensors never change once made; an application's wrapped buffers are never
+/// kept): a network's later calls skip the packing pass.
 pub(super) struct PackedWeights {
     weights: Weak<wgpu::Buffer>,
     table: Weak<GpuTensor<u32>>,

@@ -301,7 +301,7 @@ impl PipelineCache {
     /// The pipeline of `kernel`; with a nonzero `window` one with two sizes fixed through the
     /// shader's override constants ([`Kernel::overrides`]), so their loops unroll: the window
     /// size of kernels that [walk windows](Kernel::walks_windows) (each side at most
-    /// [`MAX_COMPILED_WINDOW`]; on lavapipe, W8's avg_pool2d: 108 → 64 ms), the taps per
+    /// [`MAX_COMPILED_WINDOW`]), the taps per
     /// kernel row and column step of the row-segment GEMM (at most 8 each). At most 64 such
     /// variants per kernel.
     pub(crate) fn get(
@@ -335,8 +335,8 @@ impl PipelineCache {
                 // bound fixed before it starts, with a nonzero constant step. The check adds a
                 // second counter to every loop, which keeps Mesa's NIR from unrolling any of
                 // them: tap loops over compiled-in window sizes then index their register
-                // arrays dynamically, which llvmpipe does through memory lane by lane (W6
-                // 52 -> 18 ms in a probe).
+                // arrays dynamically, which llvmpipe does through memory lane by lane
+                // (docs/DESIGN.md).
                 Arc::new(unsafe { device.create_shader_module_trusted(desc, runtime_checks()) })
             })
             .clone();

@@ -276,20 +276,28 @@ impl Gpu {
         self.launch(op, &[], &[pass])
     }
 
-    /// PyTorch's `max_pool2d(..., return_indices=True)`; see [`crate::cpu::max_pool2d`].
-    /// One dispatch writes values and `u32` indices.
+    /// Max pooling with indices, PyTorch's `max_pool2d(…, return_indices=True)`: `x`
+    /// `[N, C, H, W]` gives values and `u32` indices `[N, C, H_out, W_out]`, each index the flat
+    /// position `h·W + w` of the window's maximum in its input plane (first maximum wins; NaN
+    /// propagates; padding is never picked). One dispatch writes both; returns without
+    /// waiting. The indices remember their window geometry, so unpooling and the backward pass
+    /// with them gather and check nothing. Matches [`crate::cpu::max_pool2d`] exactly.
     pub fn max_pool2d(&self, x: &GpuTensor, p: &Pool2d) -> Result<(GpuTensor, GpuTensor<u32>)> {
         let (v, i) = self.pool("max_pool2d", Kernel::MaxPool, x, p, 0, true)?;
         Ok((v, i.expect("indices requested")))
     }
 
-    /// PyTorch's `avg_pool2d`; see [`crate::cpu::avg_pool2d`].
+    /// Average pooling, PyTorch's `avg_pool2d` (with `count_include_pad` and `ceil_mode`
+    /// as there, and dilation besides): `[N, C, H, W]` → `[N, C, H_out, W_out]`. Returns
+    /// without waiting; matches [`crate::cpu::avg_pool2d`] within float rounding.
     pub fn avg_pool2d(&self, x: &GpuTensor, p: &Pool2d) -> Result<GpuTensor> {
         Ok(self.pool("avg_pool2d", Kernel::AvgPool, x, p, 0, false)?.0)
     }
 
-    /// Stochastic pooling, training mode; see [`crate::cpu::stochastic_pool2d`]. The same seed
-    /// picks the same indices as the CPU path.
+    /// Stochastic pooling, training mode (Zeiler & Fergus): in each window a tap is picked
+    /// with probability proportional to its positive part, by a hash of `seed` and the output
+    /// position, so the same seed picks the same taps as [`crate::cpu::stochastic_pool2d`]
+    /// (values and `u32` indices, as max_pool2d's). Returns without waiting.
     pub fn stochastic_pool2d(
         &self,
         x: &GpuTensor,
@@ -307,8 +315,9 @@ impl Gpu {
         Ok((v, i.expect("indices requested")))
     }
 
-    /// Stochastic pooling, test mode (the expectation); see
-    /// [`crate::cpu::stochastic_pool2d_expectation`].
+    /// Stochastic pooling, test mode: each window's expectation `Σa² / Σa` over its positive
+    /// parts `a` (0 where none is positive), as
+    /// [`crate::cpu::stochastic_pool2d_expectation`]. Returns without waiting.
     pub fn stochastic_pool2d_expectation(&self, x: &GpuTensor, p: &Pool2d) -> Result<GpuTensor> {
         let op = "stochastic_pool2d_expectation";
         Ok(self

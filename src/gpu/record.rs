@@ -14,9 +14,8 @@ use crate::error::{Error, Result};
 #[derive(Default)]
 pub(super) struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
-    /// Consecutive ops' dispatches share one compute pass: on lavapipe each pass costs about
-    /// 34 µs of its own (a one-dispatch pass 50 µs, a dispatch in a shared pass 16 µs). wgpu
-    /// orders the dispatches within it by their resource uses, as it does across passes.
+    /// Consecutive ops' dispatches share one compute pass, since a pass has a fixed cost of its
+    /// own on some drivers (docs/DESIGN.md has lavapipe's). wgpu orders the dispatches within it by their resource uses, as it does across passes.
     /// Ended before anything else is recorded in the encoder and before it is finished.
     pass: Option<wgpu::ComputePass<'static>>,
     ops: usize,

@@ -266,3 +266,16 @@ impl<T: Element> GpuTensor<T> {
         Tensor::new(self.shape.clone(), data)
     }
 }
+
+impl GpuTensor<u32> {
+    /// True when every index is known to be below `plane` without reading it: the tensor
+    /// comes from this library's pooling over planes of at most `plane` positions, or from an
+    /// upload whose largest value was below it.
+    pub(crate) fn indices_known_within(&self, plane: usize) -> bool {
+        match (self.origin, self.bound) {
+            (Some(g), _) => g.input[0] * g.input[1] <= plane,
+            (None, Some(bound)) => bound <= plane as u64,
+            _ => false,
+        }
+    }
+}

@@ -75,7 +75,8 @@ impl Gpu {
         }
     }
 
-    /// `act` applied to every element of `x`; see [`crate::cpu::activation`].
+    /// `act` applied to every element of `x` (any shape). Returns without waiting; as
+    /// [`crate::cpu::activation`] (bitwise for the piecewise-linear activations).
     pub fn activation(&self, x: &GpuTensor, act: Activation) -> Result<GpuTensor> {
         let op = "activation";
         act.check(op)?;
@@ -91,7 +92,8 @@ impl Gpu {
         Ok(y)
     }
 
-    /// The gradient through `act` from `gy` and the forward output `y`; see
+    /// The gradient through `act`, from the upstream gradient `gy` and the forward *output*
+    /// `y` (same shape; a fused forward keeps nothing else). Returns without waiting; as
     /// [`crate::cpu::activation_backward`].
     pub fn activation_backward(
         &self,
@@ -111,7 +113,8 @@ impl Gpu {
         Ok(gx)
     }
 
-    /// `a + b`; see [`crate::cpu::add`].
+    /// `a + b`, elementwise, for tensors of one shape (skip connections, gradient
+    /// accumulation). Returns without waiting.
     pub fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         let op = "add";
         check_same(op, ["first", "second"], a.shape(), b.shape())?;
@@ -127,8 +130,9 @@ impl Gpu {
         Ok(y)
     }
 
-    /// One step of SGD with momentum; see [`crate::cpu::sgd_update`]. Returns the new weight
-    /// and velocity.
+    /// One step of PyTorch's SGD (dampening 0, not Nesterov): `g = grad + weight_decay·w`,
+    /// `v = momentum·velocity + g`, returns `(w − lr·v, v)`; start from a zero velocity.
+    /// Returns without waiting; as [`crate::cpu::sgd_update`].
     pub fn sgd_update(
         &self,
         w: &GpuTensor,
@@ -225,12 +229,7 @@ impl Gpu {
         self.check_owner(op, "indices", idx)?;
         self.check_binding(op, "indices", idx.len())?;
         let plane = size[0].saturating_mul(size[1]);
-        let known = match (idx.origin, idx.bound) {
-            (Some(g), _) => g.input[0] * g.input[1] <= plane,
-            (None, Some(bound)) => bound <= plane as u64,
-            _ => false,
-        };
-        if !known && !idx.is_empty() {
+        if !idx.indices_known_within(plane) && !idx.is_empty() {
             self.check_index_range(op, idx, size, d[2].saturating_mul(d[3]), 0)?;
         }
         let out = self.alloc(op, &d)?;
@@ -246,8 +245,9 @@ impl Gpu {
         Ok(out)
     }
 
-    /// Mean squared error; see [`crate::cpu::mse_loss`]. Returns the loss as a `[1]` tensor
-    /// and the gradient with respect to `pred`.
+    /// Mean squared error `mean((pred − target)²)` as a `[1]` tensor (summed on the device in
+    /// a fixed order), and its gradient `2·(pred − target)/len`. Returns without waiting; as
+    /// [`crate::cpu::mse_loss`].
     pub fn mse_loss(&self, pred: &GpuTensor, target: &GpuTensor) -> Result<(GpuTensor, GpuTensor)> {
         let op = "mse_loss";
         check_same(op, ["prediction", "target"], pred.shape(), target.shape())?;

@@ -43,6 +43,7 @@ impl Gpu {
                     let vs = self.copy_out(op, vals, p0 * per, &[1, np, ph, pw])?;
                     let mut is = self.copy_out(op, idx, p0 * per, &[1, np, ph, pw])?;
                     is.origin = idx.origin.map(|g| PoolGeometry { n: 1, c: np, ..g });
+                    is.bound = idx.bound;
                     let os = self.alloc::<f32>(op, &[1, np, size[0], size[1]])?;
                     self.index_scatter_once(op, &vs, &is, &os, size, kernels, p0 * per)?;
                     self.copy_in(op, &os, &out, p0 * plane_len)?;
@@ -85,9 +86,7 @@ impl Gpu {
             });
         }
         let (chunk, band) = ((limit / 4) as usize, (limit / row) as usize);
-        let bound_known = idx
-            .origin
-            .is_some_and(|g| g.input[0] * g.input[1] <= plane_len);
+        let bound_known = idx.indices_known_within(plane_len);
         for plane in 0..n * c {
             let mut parts = Vec::new();
             for j0 in (0..per).step_by(chunk) {
@@ -168,12 +167,9 @@ impl Gpu {
                 return self.launch(op, &[], &[pool_pass(gather, params, buffers, out.len())]);
             }
         }
-        // Indices of another origin: check the range on the device first (one small readback),
-        // then scatter plane by plane in row-major order.
-        let bound_known = idx
-            .origin
-            .is_some_and(|g| g.input[0] * g.input[1] <= plane_len);
-        if !bound_known && !idx.is_empty() {
+        // Indices of another origin: unless their upload bounded them, check the range on the
+        // device first (one small readback), then scatter plane by plane in row-major order.
+        if !idx.indices_known_within(plane_len) && !idx.is_empty() {
             self.check_index_range(op, idx, size, ph * pw, base)?;
         }
         let params = PoolParams {
@@ -246,8 +242,15 @@ impl Gpu {
         ))
     }
 
-    /// PyTorch's `max_unpool2d`; see [`crate::cpu::max_unpool2d`]. Out-of-range indices are an
-    /// `Err` and are never written.
+    /// Max unpooling, PyTorch's `max_unpool2d`: values and indices `[N, C, h, w]` give
+    /// `[N, C, H, W]` (`size` = `[H, W]`), zero except each value at its index in its plane
+    /// (the last in row-major order wins where indices repeat). An index `≥ H·W` is an `Err`
+    /// naming it and its position, and is never written.
+    ///
+    /// Returns without waiting for indices from this library's pooling or uploaded from the
+    /// host (their range is known); indices made otherwise on the device are range-checked
+    /// there first, and that call waits for the check. Matches [`crate::cpu::max_unpool2d`]
+    /// exactly.
     pub fn max_unpool2d(
         &self,
         vals: &GpuTensor,
@@ -263,7 +266,10 @@ impl Gpu {
         )
     }
 
-    /// Gradient of max_pool2d w.r.t. its input; see [`crate::cpu::max_pool2d_backward`].
+    /// The gradient of max_pool2d with respect to its input: `grad` and the forward's indices
+    /// `[N, C, h, w]` give `[N, C, H, W]`, each input position the sum (in row-major window
+    /// order) of the gradients of the windows whose maximum it was. Waits exactly where
+    /// [`Gpu::max_unpool2d`] does; matches [`crate::cpu::max_pool2d_backward`] exactly.
     pub fn max_pool2d_backward(
         &self,
         grad: &GpuTensor,
@@ -371,12 +377,17 @@ impl Gpu {
         Ok(())
     }
 
-    /// Average unpooling; see [`crate::cpu::avg_unpool2d`].
+    /// Average unpooling: each pooled value of `a` replicated into the in-bounds positions of
+    /// its window in a `size` plane, the mean where windows overlap, 0 where none covers;
+    /// `size` must pool to `a`'s shape under `p`. Returns without waiting; as
+    /// [`crate::cpu::avg_unpool2d`].
     pub fn avg_unpool2d(&self, a: &GpuTensor, p: &Pool2d, size: [usize; 2]) -> Result<GpuTensor> {
         self.window_gather("avg_unpool2d", Kernel::AvgUnpool, a, p, size)
     }
 
-    /// Gradient of avg_pool2d w.r.t. its input; see [`crate::cpu::avg_pool2d_backward`].
+    /// The gradient of avg_pool2d with respect to its input (a `size` plane): each tap of
+    /// window `o` receives `grad[o] / divisor(o)`, the exact adjoint of
+    /// [`Gpu::avg_pool2d`]. Returns without waiting; as [`crate::cpu::avg_pool2d_backward`].
     pub fn avg_pool2d_backward(
         &self,
         grad: &GpuTensor,
