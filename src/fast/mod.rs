@@ -8,7 +8,7 @@
 //! The convolutions split their work into tasks themselves — bands of output rows, chunks of
 //! output channels — and run one single-threaded GEMM per task on rayon's pool. On the 2-core
 //! benchmark machine that is 1.3–2× faster than handing one large product to the GEMM's own
-//! threading (BENCHMARKS.md), and each task's im2col block stays in the core's cache.
+//! threading (benchmarks/HISTORY.md), and each task's im2col block stays in the core's cache.
 
 use std::mem::MaybeUninit;
 
@@ -185,7 +185,7 @@ unsafe fn sgemm_into(
     // It is asked for the transpose, `dstᵀ (n×m) = rhsᵀ · lhsᵀ`, on the same memory: the
     // crate's kernels run down the columns of its output, and ours are the pixels (or tiles),
     // many and contiguous. Posed the other way, the same products ran 0–12% slower on the
-    // convolutions and several times slower on Winograd's small ones (BENCHMARKS.md).
+    // convolutions and several times slower on Winograd's small ones (benchmarks/HISTORY.md).
     unsafe {
         gemm::gemm(
             n,

@@ -87,7 +87,7 @@ pub enum ConvAlgo {
     /// channels per group; elsewhere `GemmTiled` for conv2d with at least 32 output channels
     /// per group and a reduction (`C_in/groups·kH·kW`) of at least 64, for conv_transpose2d
     /// with at least 16 and a per-phase reduction (`C_in/groups·kH·kW/(s_h·s_w)`) of at least
-    /// 32; `Direct` otherwise (measured on lavapipe; see BENCHMARKS.md). Within `Gemm`, the
+    /// 32; `Direct` otherwise (measured on lavapipe; benchmarks/HISTORY.md). Within `Gemm`, the
     /// row-segment variant only from 65,536 multiply-adds (below, its extra staging dispatch
     /// costs more than it saves; `Gemm` itself always takes it where it applies).
     #[default]
@@ -118,7 +118,7 @@ pub enum ConvAlgo {
 impl ConvAlgo {
     /// Resolves `Auto` for a GEMM of `m` output channels per group and a reduction of `k`
     /// (for conv_transpose2d: of one stride phase); `subgroups`: the subgroup GEMM kernel runs
-    /// here. Measured on lavapipe (BENCHMARKS.md): the subgroup kernel beats the direct one
+    /// here. Measured on lavapipe (benchmarks/HISTORY.md): the subgroup kernel beats the direct one
     /// from 2 output channels per group (a tie at 1, depthwise), the workgroup-memory kernel
     /// only from 32 channels and a reduction of 64 (16 and 32 for conv_transpose2d, whose direct
     /// path takes a pass per tap).
