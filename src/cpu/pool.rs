@@ -107,7 +107,7 @@ fn stochastic_pick(xs: &[f32], taps: &[usize], u: f32) -> (f32, usize) {
 }
 
 /// Stochastic pooling (Zeiler & Fergus 2013), training mode: in each window an element is drawn
-/// with probability `max(a_i, 0) / Σ max(a, 0)` using [`stochastic_uniform`]`(seed, o)`; see the
+/// with probability `max(a_i, 0) / Σ max(a, 0)` using [`stochastic_uniform`]`(seed, o)`; see
 /// docs/SEMANTICS.md for the exact rule, zero-sum and non-finite windows.
 pub fn stochastic_pool2d(x: &Tensor, p: &Pool2d, seed: u64) -> Result<(Tensor, Tensor<u32>)> {
     let g = p.geometry("stochastic_pool2d", x.shape())?;
