@@ -48,6 +48,10 @@ fn every_op_family_runs_on_a_device_with_webgpu_default_limits_and_no_features()
     let gpu = Gpu::from_wgpu(adapter, device, queue).unwrap();
     assert_eq!(gpu.limits(), &wgpu::Limits::default());
     assert!(!gpu.device().features().contains(wgpu::Features::SUBGROUP));
+    let (_, kernel_ms) = gpu
+        .profile(|| gpu.upload(&Tensor::new([4], vec![1.0; 4])?))
+        .unwrap();
+    assert_eq!(kernel_ms, None, "no timestamp queries on this device");
     let mut rng = Rng::new(15);
     let atol = sum_atol(200);
 

@@ -136,8 +136,8 @@ impl Gpu {
 
     /// convpool on a device the application made, with whatever features and limits it was
     /// created with. Kernels are chosen accordingly: without `Features::SUBGROUP` the
-    /// subgroup kernels never run; without `TIMESTAMP_QUERY` [`Gpu::profile`] reports wall
-    /// time only; WebGPU's default limits work for every op (tensors over one storage binding
+    /// subgroup kernels never run; without `TIMESTAMP_QUERY` [`Gpu::profile`] gives no GPU
+    /// time (`None`); WebGPU's default limits work for every op (tensors over one storage binding
     /// run in chunks).
     ///
     /// convpool installs no callback on an application's device (its device-lost callback
