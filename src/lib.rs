@@ -64,7 +64,7 @@ mod tensor;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
-pub use gpu::{ConvAlgo, Gpu, GpuBuilder, GpuTensor};
+pub use gpu::{ConvAlgo, Gpu, GpuBuilder, GpuTensor, KernelFamily};
 pub use params::conv::{Conv2d, ConvGeometry, ConvTranspose2d, Padding};
 pub use params::pool::{Pool2d, PoolGeometry};
 pub use params::train::Sgd;

@@ -215,12 +215,7 @@ fn backends(gpu: &Option<Gpu>) -> Vec<usize> {
     }
 }
 
-const ALGOS: [ConvAlgo; 4] = [
-    ConvAlgo::Auto,
-    ConvAlgo::Direct,
-    ConvAlgo::Gemm,
-    ConvAlgo::GemmTiled,
-];
+const ALGOS: [ConvAlgo; 6] = ConvAlgo::ALL;
 const NAMES: [&str; 6] = [
     "cpu",
     "fast",
@@ -483,12 +478,7 @@ fn fused_convolutions_equal_the_activation_of_the_convolution() {
                 g.upload(&w).unwrap(),
                 g.upload(&b).unwrap(),
             );
-            for algo in [
-                ConvAlgo::Auto,
-                ConvAlgo::Direct,
-                ConvAlgo::Gemm,
-                ConvAlgo::GemmTiled,
-            ] {
+            for algo in ConvAlgo::ALL {
                 let fused = g
                     .conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
                     .unwrap()
@@ -520,12 +510,7 @@ fn fused_convolutions_equal_the_activation_of_the_convolution() {
                 g.upload(&w).unwrap(),
                 g.upload(&b).unwrap(),
             );
-            for algo in [
-                ConvAlgo::Auto,
-                ConvAlgo::Direct,
-                ConvAlgo::Gemm,
-                ConvAlgo::GemmTiled,
-            ] {
+            for algo in ConvAlgo::ALL {
                 let fused = g
                     .conv_transpose2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
                     .unwrap()

@@ -10,12 +10,7 @@ use common::{
 use convpool::{cpu, Conv2d, ConvAlgo, ConvTranspose2d, Error, Padding, Tensor};
 
 /// Every kernel variant: each is checked against the CPU reference.
-const ALGOS: [ConvAlgo; 4] = [
-    ConvAlgo::Direct,
-    ConvAlgo::Gemm,
-    ConvAlgo::GemmTiled,
-    ConvAlgo::Auto,
-];
+const ALGOS: [ConvAlgo; 6] = ConvAlgo::ALL;
 
 #[rustfmt::skip]
 const IMAGE: [f32; 25] = [

@@ -73,12 +73,7 @@ fn every_op_family_runs_on_a_device_with_webgpu_default_limits_and_no_features()
         gpu.upload(&b).unwrap(),
     );
     let ggy = gpu.upload(&gy).unwrap();
-    for algo in [
-        ConvAlgo::Auto,
-        ConvAlgo::Direct,
-        ConvAlgo::Gemm,
-        ConvAlgo::GemmTiled,
-    ] {
+    for algo in ConvAlgo::ALL {
         let what = format!("conv2d {algo:?}");
         let y = gpu.conv2d_with(&gx, &gw, Some(&gb), &spec, algo).unwrap();
         assert_close(&what, &y.download().unwrap(), &want, atol, 1e-4);
@@ -114,12 +109,7 @@ fn every_op_family_runs_on_a_device_with_webgpu_default_limits_and_no_features()
     let wt = rng.tensor([6, 4, 3, 3]);
     let want = cpu::conv_transpose2d(&x, &wt, None, &tspec).unwrap();
     let gwt = gpu.upload(&wt).unwrap();
-    for algo in [
-        ConvAlgo::Auto,
-        ConvAlgo::Direct,
-        ConvAlgo::Gemm,
-        ConvAlgo::GemmTiled,
-    ] {
+    for algo in ConvAlgo::ALL {
         let y = gpu
             .conv_transpose2d_with(&gx, &gwt, None, &tspec, algo)
             .unwrap();
@@ -332,7 +322,7 @@ fn a_wrapped_buffer_written_between_calls_gives_new_results_and_is_never_recycle
         gpu.flush().unwrap(); // the previous round's reads reach the queue before the write
         gpu.queue()
             .write_buffer(&wbuf, 0, bytemuck::cast_slice(w.data()));
-        for algo in [ConvAlgo::Gemm, ConvAlgo::GemmTiled, ConvAlgo::Direct] {
+        for algo in ConvAlgo::ALL {
             let y = gpu.conv2d_with(&gx, &gw, None, &spec, algo).unwrap();
             let want = cpu::conv2d(&x, w, None, &spec).unwrap();
             assert_close(

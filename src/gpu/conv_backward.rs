@@ -4,6 +4,7 @@
 //! take every kernel variant, chunk and band those do.
 
 use super::conv_gemm::k_table;
+use super::device::KernelFamily;
 use super::divide::magic;
 use super::{Gpu, GpuTensor, Pass};
 use crate::activation::Activation;
@@ -70,8 +71,9 @@ fn wgrad_parts(units: usize, tiles: usize) -> (usize, usize) {
 impl Gpu {
     /// The weight gradient `[C_out, C_in/groups, kH, kW]` of forward convolution `g`, from `gy`
     /// (shaped as its output) and `x` (as its input).
-    /// `algo`: `Gemm` (and `Auto`) take the subgroup kernel where the device has subgroups of
-    /// at least 8 lanes, `GemmTiled` and `Direct` the workgroup-memory one.
+    /// `algo`: `Gemm` (and `Auto` with the CPU kernel family) take the subgroup kernel where
+    /// the device has subgroups of at least 8 lanes; every other choice the 64-invocation
+    /// workgroup-memory one.
     fn weight_grad(
         &self,
         op: &'static str,
@@ -95,7 +97,8 @@ impl Gpu {
         }
         self.check_binding(op, "gradient", gy.len())?;
         self.check_binding(op, "input", x.len())?;
-        let sg = matches!(algo, ConvAlgo::Auto | ConvAlgo::Gemm) && self.inner.subgroup_gemm;
+        let auto_sg = algo == ConvAlgo::Auto && self.inner.family == KernelFamily::Cpu;
+        let sg = (auto_sg || algo == ConvAlgo::Gemm) && self.inner.subgroup_gemm;
         let (kernel, tile) = match (sg, cog > WGRAD_SG_TILES[0][0]) {
             (true, false) => (Kernel::WeightGradSg16, WGRAD_SG_TILES[0]),
             (true, true) => (Kernel::WeightGradSg32, WGRAD_SG_TILES[1]),
@@ -209,7 +212,8 @@ impl Gpu {
     }
 
     /// `conv2d_backward_weight` with a chosen kernel: `Gemm` the subgroup one (where the device
-    /// has subgroups of at least 8 lanes; `Auto` picks it there), `GemmTiled` (or `Direct`) the
+    /// has subgroups of at least 8 lanes; `Auto` picks it there with the CPU kernel family),
+    /// every other choice the
     /// workgroup-memory one.
     pub fn conv2d_backward_weight_with(
         &self,

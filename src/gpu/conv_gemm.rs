@@ -251,6 +251,22 @@ impl GemmParams {
     }
 }
 
+/// The override constants of a wide GEMM pass with tile `tile` (shaders/conv_gemm_wide.wgsl):
+/// `FULL_TILES` where m, n and k are whole tiles (k: 16 deep), `PAD_FREE` for a conv2d whose
+/// windows all stay inside the input.
+fn wide_constants(p: &GemmParams, tile: [u32; 2]) -> [u32; 2] {
+    let full = p.m.is_multiple_of(tile[0]) && p.n.is_multiple_of(tile[1]) && p.k.is_multiple_of(16);
+    let inside = |out: u32, s: u32, k: u32, d: u32, n: u32| {
+        out == 0 || ((out as u64 - 1) * s as u64 + (k as u64 - 1) * d as u64) < (n as u64)
+    };
+    let pad_free = p.mode == 0
+        && p.p_h == 0
+        && p.p_w == 0
+        && inside(p.out_h, p.s_h, p.k_h, p.d_h, p.in_h)
+        && inside(p.out_w, p.s_w, p.k_w, p.d_w, p.in_w);
+    [full as u32, pad_free as u32]
+}
+
 /// The GEMM kernel's im2col table: for each k = (ic, ky, kx) of a group's reduction, the
 /// offset of input channel ic's plane and the tap's row and column offsets, as `[i32; 4]`.
 pub(crate) fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
@@ -446,10 +462,11 @@ impl Gpu {
             x,
         }) = rows
         else {
-            let (kernel, tile) = if algo == ConvAlgo::Gemm && self.inner.subgroup_gemm {
-                (Kernel::ConvGemmSg, SUBGROUP_TILE)
-            } else {
-                (Kernel::ConvGemm, [GEMM_TILE as u32; 2])
+            let (kernel, tile) = match algo {
+                ConvAlgo::Gemm if self.inner.subgroup_gemm => (Kernel::ConvGemmSg, SUBGROUP_TILE),
+                ConvAlgo::GemmWide32 => (Kernel::ConvGemmWide32, [32; 2]),
+                ConvAlgo::GemmWide64 => (Kernel::ConvGemmWide64, [64; 2]),
+                _ => (Kernel::ConvGemm, [GEMM_TILE as u32; 2]),
             };
             let params = GemmParams {
                 m_tiles: params.m.div_ceil(tile[0]),
@@ -457,7 +474,12 @@ impl Gpu {
                 ..params
             };
             let buffers = buffers.to_vec();
-            return vec![Pass::tiled(kernel, &params, buffers, params.workgroups())];
+            let pass = Pass::tiled(kernel, &params, buffers, params.workgroups());
+            let window = match kernel {
+                Kernel::ConvGemmWide32 | Kernel::ConvGemmWide64 => wide_constants(&params, tile),
+                _ => [0, 0],
+            };
+            return vec![Pass { window, ..pass }];
         };
         // Output rows padded to whole lanes of 8 columns.
         let row_w = params.out_w.next_multiple_of(ROWS_TILE[1] / 8);
@@ -569,4 +591,49 @@ impl Gpu {
 #[test]
 fn params_match_the_shaders() {
     GemmParams::check_layout().unwrap();
+}
+
+#[cfg(test)]
+#[test]
+fn wide_constants_skip_checks_only_where_they_cannot_fail() {
+    let p = GemmParams {
+        m: 64,
+        n: 64,
+        k: 144,
+        in_h: 10,
+        in_w: 10,
+        out_h: 8,
+        out_w: 8,
+        k_h: 3,
+        k_w: 3,
+        s_h: 1,
+        s_w: 1,
+        d_h: 1,
+        d_w: 1,
+        ..Default::default()
+    };
+    assert_eq!(wide_constants(&p, [64, 64]), [1, 1]);
+    assert_eq!(wide_constants(&GemmParams { m: 96, ..p }, [64, 64]), [0, 1]);
+    assert_eq!(wide_constants(&GemmParams { m: 96, ..p }, [32, 32]), [1, 1]);
+    assert_eq!(
+        wide_constants(&GemmParams { k: 136, ..p }, [32, 32]),
+        [0, 1]
+    );
+    // Padding before, windows past the bottom, dilation past the right, a transposed phase.
+    assert_eq!(
+        wide_constants(&GemmParams { p_w: 1, ..p }, [64, 64]),
+        [1, 0]
+    );
+    assert_eq!(
+        wide_constants(&GemmParams { in_h: 9, ..p }, [64, 64]),
+        [1, 0]
+    );
+    assert_eq!(
+        wide_constants(&GemmParams { d_w: 2, ..p }, [64, 64]),
+        [1, 0]
+    );
+    assert_eq!(
+        wide_constants(&GemmParams { mode: 1, ..p }, [64, 64]),
+        [1, 0]
+    );
 }

@@ -8,6 +8,50 @@ use super::kernels::{self, PipelineCache};
 use super::{Gpu, Inner, NEXT_GPU_ID};
 use crate::error::{Error, Result};
 
+/// Which of convpool's two kernel families [`ConvAlgo::Auto`](super::ConvAlgo::Auto) (and the
+/// weight gradient's automatic choice) pick from. Results agree across families within float
+/// rounding; within one family every choice is a pure function of the shape and the device.
+///
+/// The family follows the adapter's device type: `Cpu` for [`wgpu::DeviceType::Cpu`]
+/// (lavapipe, SwiftShader, WARP), `Gpu` for discrete, integrated, virtual and unknown
+/// adapters. `CONVPOOL_KERNELS=cpu` or `=gpu` forces one on any adapter (so the GPU family is
+/// tested on lavapipe too), and [`GpuBuilder::kernels`] overrides both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFamily {
+    /// Tuned on lavapipe, where a workgroup is a loop over SIMD lanes on a CPU core: 8-lane
+    /// subgroup GEMMs with no workgroup memory or barriers, input staged in textures.
+    Cpu,
+    /// Sized for 32- and 64-lane hardware: workgroup-memory GEMMs of 64 and 256 invocations
+    /// with 4×4 register tiles and coalesced loads, no assumption on the subgroup size.
+    Gpu,
+}
+
+impl KernelFamily {
+    /// The family for an adapter: `CONVPOOL_KERNELS` if set (`cpu` or `gpu`, any case; another
+    /// value is an `Err`), else by its device type.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Result<KernelFamily> {
+        let forced = std::env::var("CONVPOOL_KERNELS").ok();
+        KernelFamily::choose(info.device_type, forced.as_deref())
+    }
+
+    /// The family for a device type, or as `forced` says (`CONVPOOL_KERNELS`' value).
+    fn choose(device: wgpu::DeviceType, forced: Option<&str>) -> Result<KernelFamily> {
+        match forced.map(str::to_lowercase).as_deref() {
+            Some("cpu") => Ok(KernelFamily::Cpu),
+            Some("gpu") => Ok(KernelFamily::Gpu),
+            Some(_) => Err(Error::invalid(
+                "Gpu::new",
+                format!(
+                    "CONVPOOL_KERNELS={:?} is neither \"cpu\" nor \"gpu\"",
+                    forced.unwrap_or_default()
+                ),
+            )),
+            None if device == wgpu::DeviceType::Cpu => Ok(KernelFamily::Cpu),
+            None => Ok(KernelFamily::Gpu),
+        }
+    }
+}
+
 /// How [`Gpu::builder`] picks and opens an adapter. Every option left unset falls back to its
 /// environment variable, then to wgpu's default:
 ///
@@ -16,6 +60,7 @@ use crate::error::{Error, Result};
 /// | [`adapter_name`](GpuBuilder::adapter_name) | `WGPU_ADAPTER_NAME` | the default adapter |
 /// | [`backends`](GpuBuilder::backends) | `WGPU_BACKEND` (`vulkan`, `metal`, `dx12`) | all compiled in |
 /// | [`power_preference`](GpuBuilder::power_preference) | `WGPU_POWER_PREF` (`low`, `high`) | wgpu's default |
+/// | [`kernels`](GpuBuilder::kernels) | `CONVPOOL_KERNELS` (`cpu`, `gpu`) | by device type ([`KernelFamily`]) |
 ///
 /// ```no_run
 /// # fn main() -> convpool::Result<()> {
@@ -30,9 +75,16 @@ pub struct GpuBuilder {
     adapter_name: Option<String>,
     backends: Option<wgpu::Backends>,
     power_preference: Option<wgpu::PowerPreference>,
+    kernels: Option<KernelFamily>,
 }
 
 impl GpuBuilder {
+    /// Chooses from this kernel family whatever the adapter (see [`KernelFamily`]).
+    pub fn kernels(mut self, family: KernelFamily) -> Self {
+        self.kernels = Some(family);
+        self
+    }
+
     /// Takes the first adapter whose name contains `name` (case-insensitive); none matching
     /// is an `Err` that lists the adapters found.
     pub fn adapter_name(mut self, name: impl Into<String>) -> Self {
@@ -77,7 +129,11 @@ impl GpuBuilder {
             ..Default::default()
         }))
         .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
-        Ok(Gpu::open(adapter, device, queue, true))
+        let family = match self.kernels {
+            Some(f) => f,
+            None => KernelFamily::for_adapter(&info)?,
+        };
+        Ok(Gpu::open(adapter, device, queue, true, family))
     }
 
     fn backends_in_force(&self) -> wgpu::Backends {
@@ -148,18 +204,28 @@ impl Gpu {
     /// The application may submit its own work on `queue` at any time; convpool's recorded
     /// work reaches the queue at [`Gpu::flush`] (and at `synchronize`, `download`, and every
     /// 32 ops), so call `flush` before submitting work that must follow convpool's ops.
+    ///
+    /// The kernel family follows `CONVPOOL_KERNELS` and the adapter's device type
+    /// ([`KernelFamily::for_adapter`]).
     pub fn from_wgpu(
         adapter: wgpu::Adapter,
         device: wgpu::Device,
         queue: wgpu::Queue,
     ) -> Result<Gpu> {
-        Ok(Gpu::open(adapter, device, queue, false))
+        let family = KernelFamily::for_adapter(&adapter.get_info())?;
+        Ok(Gpu::open(adapter, device, queue, false, family))
     }
 
     /// The `Gpu` on `device`; `own`: convpool made the device, so it installs the
     /// device-lost callback (every later call then returns `Error::DeviceLost`) and an
     /// uncaptured-error handler that prints instead of panicking.
-    fn open(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue, own: bool) -> Gpu {
+    fn open(
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        own: bool,
+        family: KernelFamily,
+    ) -> Gpu {
         let info = adapter.get_info();
         let lost = Arc::new(Mutex::new(None));
         if own {
@@ -203,10 +269,38 @@ impl Gpu {
                 pool: Default::default(),
                 binding_limit: AtomicU64::new(binding_limit),
                 subgroup_gemm,
+                family,
                 tables: Default::default(),
                 packed: Default::default(),
                 textures: Default::default(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KernelFamily;
+    use wgpu::DeviceType;
+
+    #[test]
+    fn the_family_follows_the_device_type_unless_forced() {
+        let choose = |d, f| KernelFamily::choose(d, f).unwrap();
+        assert_eq!(choose(DeviceType::Cpu, None), KernelFamily::Cpu);
+        for d in [
+            DeviceType::DiscreteGpu,
+            DeviceType::IntegratedGpu,
+            DeviceType::VirtualGpu,
+            DeviceType::Other,
+        ] {
+            assert_eq!(choose(d, None), KernelFamily::Gpu);
+            assert_eq!(choose(d, Some("CPU")), KernelFamily::Cpu);
+        }
+        assert_eq!(choose(DeviceType::Cpu, Some("gpu")), KernelFamily::Gpu);
+        let err = KernelFamily::choose(DeviceType::Cpu, Some("fast")).unwrap_err();
+        assert!(
+            err.to_string().contains("CONVPOOL_KERNELS=\"fast\""),
+            "{err}"
+        );
     }
 }

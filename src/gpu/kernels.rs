@@ -13,6 +13,8 @@ pub(super) enum Shader {
     Conv2d,
     ConvGemm,
     ConvGemmSg,
+    ConvGemmWide8,
+    ConvGemmWide16,
     ConvTranspose2d,
     Pool2d,
     PoolQuad,
@@ -26,10 +28,12 @@ pub(super) enum Shader {
 impl Shader {
     /// Every shader, for the layout checks.
     #[cfg(test)]
-    pub(super) const ALL: [Shader; 11] = [
+    pub(super) const ALL: [Shader; 13] = [
         Shader::Conv2d,
         Shader::ConvGemm,
         Shader::ConvGemmSg,
+        Shader::ConvGemmWide8,
+        Shader::ConvGemmWide16,
         Shader::ConvTranspose2d,
         Shader::Pool2d,
         Shader::PoolQuad,
@@ -55,6 +59,18 @@ impl Shader {
                 include_str!("../../shaders/common.wgsl"),
                 include_str!("../../shaders/conv_gemm_common.wgsl"),
                 include_str!("../../shaders/conv_gemm_sg.wgsl")
+            ),
+            Shader::ConvGemmWide8 => concat!(
+                "const WG: u32 = 8u;\n",
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_gemm_common.wgsl"),
+                include_str!("../../shaders/conv_gemm_wide.wgsl")
+            ),
+            Shader::ConvGemmWide16 => concat!(
+                "const WG: u32 = 16u;\n",
+                include_str!("../../shaders/common.wgsl"),
+                include_str!("../../shaders/conv_gemm_common.wgsl"),
+                include_str!("../../shaders/conv_gemm_wide.wgsl")
             ),
             Shader::ConvTranspose2d => concat!(
                 include_str!("../../shaders/common.wgsl"),
@@ -105,6 +121,8 @@ pub(crate) enum Kernel {
     Conv2dRows,
     ConvGemm,
     ConvGemmSg,
+    ConvGemmWide32,
+    ConvGemmWide64,
     ConvGemmSgRows,
     ConvPackRows,
     XToTexture,
@@ -160,6 +178,16 @@ impl Kernel {
                 Shader::ConvGemmSg,
                 "gemm_sg_rows",
                 &[R(3), W(4), U(6), T(8)],
+            ),
+            ConvGemmWide32 => (
+                Shader::ConvGemmWide8,
+                "gemm_wide",
+                &[R(1), R(2), R(3), W(4), R(5)],
+            ),
+            ConvGemmWide64 => (
+                Shader::ConvGemmWide16,
+                "gemm_wide",
+                &[R(1), R(2), R(3), W(4), R(5)],
             ),
             XToTexture => (Shader::ConvGemmSg, "x_to_texture", &[R(1), S(9)]),
             ConvPackRows => (Shader::ConvGemmSg, "pack_rows", &[R(2), R(5), W(7)]),
@@ -235,6 +263,7 @@ impl Kernel {
         match self {
             Kernel::ConvGemmSgRows | Kernel::ConvPackRows => ["TAPS_W", "STEP_SHIFT"],
             Kernel::Conv2dRows => ["TAPS_W", "STEP_W"],
+            Kernel::ConvGemmWide32 | Kernel::ConvGemmWide64 => ["FULL_TILES", "PAD_FREE"],
             Kernel::MaxPoolQuad | Kernel::AvgPoolQuad => ["WIN_H", "QUAD_W"],
             _ => ["WIN_H", "WIN_W"],
         }

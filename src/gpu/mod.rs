@@ -19,7 +19,7 @@ mod train;
 mod unpool;
 
 pub use conv::ConvAlgo;
-pub use device::GpuBuilder;
+pub use device::{GpuBuilder, KernelFamily};
 pub use tensor::GpuTensor;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +70,8 @@ struct Inner {
     binding_limit: std::sync::atomic::AtomicU64,
     /// Subgroups of at least 8 lanes: `ConvAlgo::Gemm` runs the subgroup-shuffle kernel.
     subgroup_gemm: bool,
+    /// The kernel family `Auto` chooses from (see `KernelFamily`).
+    family: KernelFamily,
     /// The GEMM kernels' im2col tables on the device, by contents (see `Gpu::table`).
     tables: Mutex<std::collections::HashMap<Vec<u32>, Arc<GpuTensor<u32>>>>,
     /// Packed weights of the row-segment GEMM, for later calls with the same weights.
@@ -114,6 +116,11 @@ impl Gpu {
     /// [`Gpu::flush`] before submitting work of your own that must follow them.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
+    }
+
+    /// The kernel family automatic choices pick from on this `Gpu`.
+    pub fn kernel_family(&self) -> KernelFamily {
+        self.inner.family
     }
 
     /// A number that identifies this `Gpu` (and its clones) in error messages.

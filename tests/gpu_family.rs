@@ -1,0 +1,176 @@
+//! The kernel family for hardware GPUs, run on whatever adapter is here (lavapipe in CI): the
+//! wide GEMMs on shapes that take their whole-tile and padding-free paths, and every op
+//! through `Auto` on a `Gpu` forced to the GPU family.
+
+mod common;
+
+use common::{
+    assert_close, fixed_conv_cases, gpu, random_case, random_transpose_case, sum_atol, Rng,
+};
+use convpool::{cpu, Conv2d, ConvAlgo, ConvTranspose2d, Gpu, KernelFamily, Padding, Pool2d};
+
+/// A `Gpu` on the shared adapter that chooses from the GPU family.
+fn gpu_family() -> Option<Gpu> {
+    let shared = gpu()?;
+    let g = Gpu::builder()
+        .adapter_name(shared.adapter_info().name.clone())
+        .kernels(KernelFamily::Gpu)
+        .build()
+        .unwrap();
+    assert_eq!(g.kernel_family(), KernelFamily::Gpu);
+    Some(g)
+}
+
+#[test]
+fn wide_gemms_on_whole_tiles_and_windows_inside_the_input() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(140);
+    let valid = Conv2d::default();
+    let same = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    let bottom = Conv2d {
+        padding: Padding::Explicit {
+            top: 0,
+            bottom: 2,
+            left: 0,
+            right: 0,
+        },
+        ..Default::default()
+    };
+    // (x, w, spec): m, n and k whole tiles of both sizes (64 channels, 64 or 128 pixels,
+    // k = 16·…) with and without padding; a tile of one size only; padding on one side only
+    // (windows leave the input although the top-left padding is 0).
+    let cases = [
+        ([1, 16, 8, 8], [64, 16, 1, 1], valid),
+        ([2, 16, 10, 18], [64, 16, 3, 3], valid),
+        ([1, 16, 8, 16], [64, 16, 3, 3], same),
+        ([1, 32, 8, 8], [32, 32, 1, 1], valid),
+        ([1, 16, 6, 10], [64, 16, 3, 3], bottom),
+        ([2, 32, 9, 9], [96, 16, 2, 2], Conv2d { groups: 2, ..valid }),
+    ];
+    for (xs, ws, spec) in cases {
+        let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
+        let want = cpu::conv2d(&x, &w, Some(&b), &spec).unwrap();
+        let (gx, gw, gb) = (
+            gpu.upload(&x).unwrap(),
+            gpu.upload(&w).unwrap(),
+            gpu.upload(&b).unwrap(),
+        );
+        for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
+            let y = gpu.conv2d_with(&gx, &gw, Some(&gb), &spec, algo).unwrap();
+            let what = format!("{algo:?} {xs:?} {ws:?} {spec:?}");
+            assert_close(
+                &what,
+                &y.download().unwrap(),
+                &want,
+                sum_atol(ws[1] * 9),
+                1e-4,
+            );
+        }
+    }
+    // conv_transpose2d phases with whole tiles: 64 output channels, 8×8 per phase, k = 16·4.
+    let x = rng.tensor([1, 16, 8, 8]);
+    let w = rng.tensor([16, 64, 4, 4]);
+    let spec = ConvTranspose2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..Default::default()
+    };
+    let want = cpu::conv_transpose2d(&x, &w, None, &spec).unwrap();
+    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+    for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
+        let y = gpu
+            .conv_transpose2d_with(&gx, &gw, None, &spec, algo)
+            .unwrap();
+        assert_close(
+            &format!("transposed {algo:?}"),
+            &y.download().unwrap(),
+            &want,
+            sum_atol(64),
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn every_op_through_auto_on_the_gpu_family_matches_the_reference() {
+    let Some(gpu) = gpu_family() else { return };
+    let mut rng = Rng::new(141);
+    let mut cases = fixed_conv_cases();
+    cases.extend((0..20).map(|_| random_case(&mut rng)));
+    for (i, (xs, ws, spec, bias)) in cases.into_iter().enumerate() {
+        let (x, w) = (rng.tensor(xs), rng.tensor(ws));
+        let b = bias.then(|| rng.tensor([ws[0]]));
+        let want = cpu::conv2d(&x, &w, b.as_ref(), &spec).unwrap();
+        let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+        let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
+        let y = gpu.conv2d(&gx, &gw, gb.as_ref(), &spec).unwrap();
+        let terms = ws[1] * ws[2] * ws[3];
+        assert_close(
+            &format!("case {i} conv2d {xs:?} {ws:?} {spec:?}"),
+            &y.download().unwrap(),
+            &want,
+            sum_atol(terms),
+            1e-4,
+        );
+        // The gradients: the weight gradient takes the workgroup-memory kernel here.
+        let gy = rng.tensor(want.shape().to_vec());
+        let ggy = gpu.upload(&gy).unwrap();
+        let size = [xs[2], xs[3]];
+        let dx = gpu.conv2d_backward_input(&ggy, &gw, size, &spec).unwrap();
+        let want_dx = cpu::conv2d_backward_input(&gy, &w, size, &spec).unwrap();
+        assert_close(
+            &format!("case {i} dx"),
+            &dx.download().unwrap(),
+            &want_dx,
+            sum_atol(terms * 4),
+            1e-4,
+        );
+        let dw = gpu
+            .conv2d_backward_weight(&ggy, &gx, [ws[2], ws[3]], &spec)
+            .unwrap();
+        let want_dw = cpu::conv2d_backward_weight(&gy, &x, [ws[2], ws[3]], &spec).unwrap();
+        let pixels = want.len() / want.shape()[1];
+        assert_close(
+            &format!("case {i} dw"),
+            &dw.download().unwrap(),
+            &want_dw,
+            sum_atol(pixels),
+            1e-4,
+        );
+    }
+    for i in 0..12 {
+        let (xs, ws, spec, bias) = random_transpose_case(&mut rng);
+        let (x, w) = (rng.tensor(xs), rng.tensor(ws));
+        let b = bias.then(|| rng.tensor([ws[1] * spec.groups]));
+        let want = cpu::conv_transpose2d(&x, &w, b.as_ref(), &spec).unwrap();
+        let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
+        let y = gpu
+            .conv_transpose2d(
+                &gpu.upload(&x).unwrap(),
+                &gpu.upload(&w).unwrap(),
+                gb.as_ref(),
+                &spec,
+            )
+            .unwrap();
+        assert_close(
+            &format!("case {i} conv_transpose2d {xs:?} {ws:?} {spec:?}"),
+            &y.download().unwrap(),
+            &want,
+            sum_atol(ws[0] * ws[2] * ws[3]),
+            1e-4,
+        );
+    }
+    // Pooling and unpooling have one kernel set for both families: they run here too.
+    let x = rng.tensor([2, 3, 9, 12]);
+    let p = Pool2d {
+        stride: [2, 3],
+        ..Pool2d::new([3, 3])
+    };
+    let (v, idx) = gpu.max_pool2d(&gpu.upload(&x).unwrap(), &p).unwrap();
+    let (want_v, want_i) = cpu::max_pool2d(&x, &p).unwrap();
+    assert_eq!(v.download().unwrap(), want_v);
+    assert_eq!(idx.download().unwrap(), want_i);
+}
