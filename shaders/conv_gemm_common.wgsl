@@ -21,7 +21,7 @@ struct GemmParams {
     has_bias: u32, c_grp: u32, y_h: u32, y_w: u32,
     row_w: u32, w_step: u32, rows_pad: u32, tile0: u32,
     tiles: u32, row0: u32, row1: u32, accumulate: u32,
-    act: u32, act_a: f32, act_b: f32, pad0: u32,
+    act: u32, act_a: f32, act_b: f32, k_part: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;

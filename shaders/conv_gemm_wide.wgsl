@@ -9,6 +9,12 @@
 // FULL_TILES = 1 (set only where m, n and k are multiples of the tile): no bounds checks on
 // m, n, k. PAD_FREE = 1 (set only for conv2d whose windows never leave the input): no
 // padding checks on the im2col loads.
+//
+// Layers with too few output tiles to fill a GPU split K into parts of p.k_part (a multiple
+// of TK; the host derives the number of parts from the shape alone): workgroups of part q
+// (counted in the batch dimension of the grid) sum their k range in order and write the raw
+// sums to y as partials [part][batch][group][m][n]; gemm_wide_sum then adds the parts in
+// order, and the bias and the activation, into the output. No atomics.
 
 const TM: u32 = 4u * WG;
 const TN: u32 = 4u * WG;
@@ -31,9 +37,14 @@ var<workgroup> b_tile: array<vec4<f32>, TK * TN / 4u>; // [TK][TN / 4]: 4 consec
 fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let tile = tile_of(wid, nwg);
-    if (tile.x >= p.batch) { return; }
-    let b = tile.x;
+    let split = p.k_part != 0u;
+    let parts = select(1u, (p.k + p.k_part - 1u) / max(p.k_part, 1u), split);
+    if (tile.x >= p.batch * parts) { return; }
+    let part = tile.x / p.batch;
+    let b = tile.x % p.batch;
     let g = tile.y;
+    let k_begin = part * p.k_part;
+    let k_end = select(p.k, min(p.k, k_begin + p.k_part), split);
     let m0 = tile.z * TM;
     let n0 = tile.w * TN;
     let full = FULL_TILES != 0u;
@@ -52,10 +63,10 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     var acc3 = vec4<f32>(0.0);
     let tx = lid % WG; // computes columns n0 + 4tx ..
     let ty = lid / WG; // computes rows    m0 + 4ty ..
-    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         // A: weights (m0 + am + A_STEP·r, k0 + ak).
         let ka = k0 + ak;
-        let ka_ok = full || ka < p.k;
+        let ka_ok = full || ka < k_end;
         let ta = k_table[select(0u, ka, ka_ok)];
         for (var r = 0u; r < A_ROWS; r++) {
             let m = am + A_STEP * r;
@@ -69,7 +80,7 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         for (var r = 0u; r < B_ROWS; r++) {
             let kr = bk + B_STEP * r;
             let k = k0 + kr;
-            let ok = n_ok && (full || k < p.k);
+            let ok = n_ok && (full || k < k_end);
             let t = k_table[select(0u, k, ok)];
             var v = 0.0;
             if (PAD_FREE != 0u) {
@@ -94,6 +105,18 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
     let mrow = m0 + ty * 4u;
     let ncol = n0 + tx * 4u;
+    if (split) {
+        let base = ((part * p.batch + b) * p.groups + g) * p.m;
+        for (var j = 0u; j < 4u; j++) {
+            let nj = ncol + j;
+            if (!full && nj >= p.n) { break; }
+            if (full || mrow < p.m) { y[(base + mrow) * p.n + nj] = acc0[j]; }
+            if (full || mrow + 1u < p.m) { y[(base + mrow + 1u) * p.n + nj] = acc1[j]; }
+            if (full || mrow + 2u < p.m) { y[(base + mrow + 2u) * p.n + nj] = acc2[j]; }
+            if (full || mrow + 3u < p.m) { y[(base + mrow + 3u) * p.n + nj] = acc3[j]; }
+        }
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         let nj = ncol + j;
         if (!full && nj >= p.n) { break; }
@@ -102,4 +125,24 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if (full || mrow + 2u < p.m) { store(b, g, mrow + 2u, nj, acc2[j]); }
         if (full || mrow + 3u < p.m) { store(b, g, mrow + 3u, nj, acc3[j]); }
     }
+}
+
+// Adds the parts of a split GEMM in order (the partials are bound as x), then the bias and
+// the activation through `store`: one invocation per output element of the GEMM.
+@compute @workgroup_size(64)
+fn gemm_wide_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = flat_id(wid, nwg, lid);
+    let total = p.batch * p.groups * p.m * p.n;
+    if (i >= total) { return; }
+    let parts = (p.k + p.k_part - 1u) / max(p.k_part, 1u);
+    var acc = x[i];
+    for (var q = 1u; q < parts; q++) {
+        acc += x[q * total + i];
+    }
+    let n = i % p.n;
+    let t = i / p.n;
+    let m = t % p.m;
+    let bg = t / p.m;
+    store(bg / p.groups, bg % p.groups, m, n, acc);
 }

@@ -95,6 +95,80 @@ fn wide_gemms_on_whole_tiles_and_windows_inside_the_input() {
 }
 
 #[test]
+fn wide_gemms_split_over_k_where_a_layer_has_few_output_tiles() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(142);
+    let same = Conv2d {
+        padding: Padding::Same,
+        ..Default::default()
+    };
+    // (x, w, spec, act): 2 and 4 parts over K (576 and 1152 deep), a short last part, groups.
+    let relu = convpool::Activation::Relu;
+    let cases = [
+        (
+            [1, 64, 4, 4],
+            [32, 64, 3, 3],
+            same,
+            convpool::Activation::Identity,
+        ),
+        ([2, 128, 5, 5], [48, 128, 3, 3], Conv2d::default(), relu),
+        (
+            [1, 132, 3, 7],
+            [20, 66, 3, 3],
+            Conv2d { groups: 2, ..same },
+            relu,
+        ),
+    ];
+    for (xs, ws, spec, act) in cases {
+        let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
+        let want = cpu::conv2d_act(&x, &w, Some(&b), &spec, act).unwrap();
+        let (gx, gw, gb) = (
+            gpu.upload(&x).unwrap(),
+            gpu.upload(&w).unwrap(),
+            gpu.upload(&b).unwrap(),
+        );
+        for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
+            let y = gpu
+                .conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
+                .unwrap();
+            let got = y.download().unwrap();
+            let what = format!("{algo:?} {xs:?} {ws:?}");
+            assert_close(&what, &got, &want, sum_atol(ws[1] * 9), 1e-4);
+            let again = gpu
+                .conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
+                .unwrap();
+            assert_eq!(
+                again.download().unwrap(),
+                got,
+                "{what}: the same bits twice"
+            );
+        }
+    }
+    // A transposed convolution whose phases split: 256 input channels, 4 taps per phase.
+    let x = rng.tensor([1, 256, 3, 3]);
+    let w = rng.tensor([256, 16, 4, 4]);
+    let spec = ConvTranspose2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..Default::default()
+    };
+    let want = cpu::conv_transpose2d(&x, &w, None, &spec).unwrap();
+    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+    for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
+        let y = gpu
+            .conv_transpose2d_with(&gx, &gw, None, &spec, algo)
+            .unwrap();
+        assert_close(
+            &format!("transposed split {algo:?}"),
+            &y.download().unwrap(),
+            &want,
+            sum_atol(1024),
+            1e-4,
+        );
+    }
+}
+
+#[test]
 fn every_op_through_auto_on_the_gpu_family_matches_the_reference() {
     let Some(gpu) = gpu_family() else { return };
     let mut rng = Rng::new(141);

@@ -64,7 +64,9 @@ params_struct! {
         act: u32,
         act_a: f32,
         act_b: f32,
-        _pad: u32,
+        /// The wide GEMMs split in parts over K (conv_gemm_wide.wgsl): K per part (a multiple of
+        /// 16), 0 for no split.
+        k_part: u32,
     }
 }
 
@@ -267,6 +269,21 @@ fn wide_constants(p: &GemmParams, tile: [u32; 2]) -> [u32; 2] {
     [full as u32, pad_free as u32]
 }
 
+/// Output tiles from which a wide GEMM fills a large GPU without splitting K.
+const WIDE_TILES: u32 = 256;
+
+/// K per part of a wide GEMM of `tiles` output tiles and a reduction of `k`, where splitting
+/// pays: enough parts to bring the workgroups near [`WIDE_TILES`], at most 8, each at least
+/// 256 deep, a multiple of 16; `None` for one part. A function of the shape alone.
+fn wide_k_part(tiles: u32, k: u32) -> Option<u32> {
+    let parts = (WIDE_TILES / tiles.max(1)).min(k / 256).min(8);
+    if parts < 2 {
+        return None;
+    }
+    let k_part = k.div_ceil(parts).next_multiple_of(16);
+    (k.div_ceil(k_part) > 1).then_some(k_part)
+}
+
 /// The GEMM kernel's im2col table: for each k = (ic, ky, kx) of a group's reduction, the
 /// offset of input channel ic's plane and the tap's row and column offsets, as `[i32; 4]`.
 pub(crate) fn k_table(g: &ConvGeometry) -> Result<Tensor<u32>> {
@@ -446,13 +463,15 @@ impl Gpu {
     /// [`Gpu::rows_layout`]) and its `packed` buffer, a pass packing the weights (where
     /// `fresh`) and then the row-segment kernel's dispatches, a window each; else the subgroup
     /// kernel for `ConvAlgo::Gemm` where the device has subgroups of at least 8 lanes, or the
-    /// workgroup-memory one. `buffers`: input, weights, bias, output, im2col table.
+    /// workgroup-memory one, or the wide GEMMs (with `split`: their partials buffer and K per
+    /// part, see [`wide_split`]). `buffers`: input, weights, bias, output, im2col table.
     fn gemm_passes<'a>(
         &self,
         algo: ConvAlgo,
         params: GemmParams,
         buffers: [&'a wgpu::Buffer; 5],
         rows: Option<RowsRun<'a>>,
+        split: Option<(&'a wgpu::Buffer, u32)>,
     ) -> Vec<Pass<'a>> {
         let [_, w, bias, y, table] = buffers;
         let Some(RowsRun {
@@ -473,13 +492,33 @@ impl Gpu {
                 n_tiles: params.n.div_ceil(tile[1]),
                 ..params
             };
-            let buffers = buffers.to_vec();
-            let pass = Pass::tiled(kernel, &params, buffers, params.workgroups());
-            let window = match kernel {
-                Kernel::ConvGemmWide32 | Kernel::ConvGemmWide64 => wide_constants(&params, tile),
-                _ => [0, 0],
+            if !matches!(kernel, Kernel::ConvGemmWide32 | Kernel::ConvGemmWide64) {
+                let buffers = buffers.to_vec();
+                return vec![Pass::tiled(kernel, &params, buffers, params.workgroups())];
+            }
+            let window = wide_constants(&params, tile);
+            let Some((partial, k_part)) = split else {
+                let pass = Pass::tiled(kernel, &params, buffers.to_vec(), params.workgroups());
+                return vec![Pass { window, ..pass }];
             };
-            return vec![Pass { window, ..pass }];
+            // Parts over K into `partial`, then their ordered sum into the output.
+            let params = GemmParams { k_part, ..params };
+            let parts = params.k.div_ceil(k_part) as u64;
+            let [x, w, bias, y, table] = buffers;
+            let gemm = Pass::tiled(
+                kernel,
+                &params,
+                vec![x, w, bias, partial, table],
+                params.workgroups() * parts,
+            );
+            let total = (params.batch * params.groups * params.m * params.n) as usize;
+            let sum = Pass::new(
+                Kernel::ConvGemmWideSum,
+                &params,
+                vec![partial, w, bias, y, table],
+                total,
+            );
+            return vec![Pass { window, ..gemm }, sum];
         };
         // Output rows padded to whole lanes of 8 columns.
         let row_w = params.out_w.next_multiple_of(ROWS_TILE[1] / 8);
@@ -527,6 +566,30 @@ impl Gpu {
         passes
     }
 
+    /// The split over K of a wide GEMM `p` with few output tiles: its partials tensor and K
+    /// per part, or `None` (another kernel, enough tiles, or partials over one binding).
+    fn wide_split(
+        &self,
+        op: &'static str,
+        algo: ConvAlgo,
+        p: &GemmParams,
+    ) -> Result<Option<(GpuTensor, u32)>> {
+        let tile = match algo {
+            ConvAlgo::GemmWide32 => 32,
+            ConvAlgo::GemmWide64 => 64,
+            _ => return Ok(None),
+        };
+        let tiles = p.batch * p.groups * p.m.div_ceil(tile) * p.n.div_ceil(tile);
+        let Some(k_part) = wide_k_part(tiles, p.k) else {
+            return Ok(None);
+        };
+        let len = p.k.div_ceil(k_part) as u64 * (p.batch * p.groups * p.m * p.n) as u64;
+        if len * 4 > self.inner.binding_limit.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        Ok(Some((self.alloc(op, &[len as usize])?, k_part)))
+    }
+
     /// Launches the GEMM passes of `phases` (one for conv2d, one per stride phase for
     /// conv_transpose2d) over input `x`, weights `w`, output `y` and bias buffer `b`. Where
     /// the row-segment GEMM runs (see [`Gpu::rows_layout`]), the input is staged once in one
@@ -560,11 +623,16 @@ impl Gpu {
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
+        // The wide GEMMs' split over K, where a phase has too few output tiles.
+        let splits = phases
+            .iter()
+            .map(|ph| self.wide_split(op, algo, &ph.params))
+            .collect::<Result<Vec<_>>>()?;
         let mut passes = Vec::new();
         if let Some(t) = &tex {
             passes.push(self.x_to_texture(&phases[0].params, x.buffer(), &t.view));
         }
-        for ((ph, rows), packed) in phases.iter().zip(rows).zip(&packed) {
+        for (((ph, rows), packed), split) in phases.iter().zip(rows).zip(&packed).zip(&splits) {
             let buffers = [x.buffer(), w.buffer(), b, y.buffer(), ph.table.buffer()];
             let run = match (rows, packed, &tex) {
                 (Some(layout), Some(p), Some(t)) => Some(RowsRun {
@@ -575,7 +643,8 @@ impl Gpu {
                 }),
                 _ => None,
             };
-            passes.extend(self.gemm_passes(algo, ph.params, buffers, run));
+            let split = split.as_ref().map(|(t, k_part)| (t.buffer(), *k_part));
+            passes.extend(self.gemm_passes(algo, ph.params, buffers, run, split));
         }
         self.launch(op, &[], &passes)?;
         for (ph, packed) in phases.iter().zip(&packed) {
@@ -636,4 +705,20 @@ fn wide_constants_skip_checks_only_where_they_cannot_fail() {
         wide_constants(&GemmParams { mode: 1, ..p }, [64, 64]),
         [1, 0]
     );
+}
+
+#[cfg(test)]
+#[test]
+fn wide_gemms_split_k_only_with_few_tiles_and_a_deep_reduction() {
+    // W4 (256 channels, 14×14, 3×3) in 32×32 tiles: 56 tiles, k = 2304 → 4 parts of 576.
+    assert_eq!(wide_k_part(56, 2304), Some(576));
+    assert_eq!(wide_k_part(1, 576), Some(288));
+    assert_eq!(wide_k_part(1, 100_000), Some(12_512)); // at most 8 parts
+    assert_eq!(wide_k_part(256, 2304), None);
+    assert_eq!(wide_k_part(1, 511), None);
+    for (tiles, k) in [(1, 600), (3, 4000), (100, 9999)] {
+        let k_part = wide_k_part(tiles, k).unwrap();
+        assert_eq!(k_part % 16, 0);
+        assert!(k.div_ceil(k_part) >= 2 && k.div_ceil(k_part) <= 8);
+    }
 }

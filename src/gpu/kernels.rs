@@ -123,6 +123,7 @@ pub(crate) enum Kernel {
     ConvGemmSg,
     ConvGemmWide32,
     ConvGemmWide64,
+    ConvGemmWideSum,
     ConvGemmSgRows,
     ConvPackRows,
     XToTexture,
@@ -187,6 +188,11 @@ impl Kernel {
             ConvGemmWide64 => (
                 Shader::ConvGemmWide16,
                 "gemm_wide",
+                &[R(1), R(2), R(3), W(4), R(5)],
+            ),
+            ConvGemmWideSum => (
+                Shader::ConvGemmWide8,
+                "gemm_wide_sum",
                 &[R(1), R(2), R(3), W(4), R(5)],
             ),
             XToTexture => (Shader::ConvGemmSg, "x_to_texture", &[R(1), S(9)]),
