@@ -3,7 +3,7 @@
 //! plus a chaining benchmark.
 //!
 //! ```text
-//! cargo run --release --example bench_report -- [--quick] [--json FILE] [--md FILE] [--svg FILE]
+//! cargo run --release --example bench_report -- [--quick] [--no-reference] [--json FILE] [--md FILE] [--svg FILE]
 //! ```
 //!
 //! Times are medians over several runs (inputs already on the device for the GPU; the clock
@@ -184,6 +184,8 @@ fn chain(gpu: &Gpu, x: &GpuTensor, w: &GpuTensor, sync: bool) -> Result<()> {
 
 struct Args {
     quick: bool,
+    /// Time the plain reference too (off with `--no-reference`, for short GPU runs).
+    reference: bool,
     json: Option<String>,
     md: Option<String>,
     svg: Option<String>,
@@ -192,6 +194,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         quick: false,
+        reference: true,
         json: None,
         md: None,
         svg: None,
@@ -200,12 +203,13 @@ fn args() -> Args {
     while let Some(s) = it.next() {
         match s.as_str() {
             "--quick" => a.quick = true,
+            "--no-reference" => a.reference = false,
             "--json" => a.json = it.next(),
             "--md" => a.md = it.next(),
             "--svg" => a.svg = it.next(),
             "--bench" => {} // passed by `cargo bench`-style runners
             other => {
-                eprintln!("bench_report: unknown argument {other:?}\nusage: bench_report [--quick] [--json FILE] [--md FILE] [--svg FILE]");
+                eprintln!("bench_report: unknown argument {other:?}\nusage: bench_report [--quick] [--no-reference] [--json FILE] [--md FILE] [--svg FILE]");
                 std::process::exit(2);
             }
         }
@@ -416,6 +420,9 @@ fn main() -> Result<()> {
             }
             let t = time(warm, per_round(reps), || run_cpu(&c.wl.work, &c.ins, true))?;
             c.times[1].extend(t);
+            if !a.reference {
+                continue;
+            }
             let t = time(
                 if round == 0 { ref_warm } else { 0 },
                 (ref_reps.div_ceil(rounds), 0.0, 0),
