@@ -278,6 +278,9 @@ impl Gpu {
             return Ok(y);
         }
         self.check_binding(op, "weight", w.len())?;
+        let algo = self.tuned(op, g, algo, |a| {
+            self.conv2d_geom(op, [x, w], bias, g, (a, act)).map(drop)
+        })?;
         self.conv_chunked(
             op,
             (x, &y, g, false),
@@ -502,6 +505,10 @@ impl Gpu {
             return Ok(y);
         }
         self.check_binding(op, "weight", w.len())?;
+        let algo = self.tuned(op, g, algo, |a| {
+            self.conv_transpose2d_geom(op, [x, w], bias, g, (a, act))
+                .map(drop)
+        })?;
         self.conv_chunked(
             op,
             (x, &y, g, true),

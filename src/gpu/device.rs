@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::kernels::{self, PipelineCache};
+use super::tune;
 use super::{Gpu, Inner, NEXT_GPU_ID};
 use crate::error::{Error, Result};
 
@@ -61,6 +62,8 @@ impl KernelFamily {
 /// | [`backends`](GpuBuilder::backends) | `WGPU_BACKEND` (`vulkan`, `metal`, `dx12`) | all compiled in |
 /// | [`power_preference`](GpuBuilder::power_preference) | `WGPU_POWER_PREF` (`low`, `high`) | wgpu's default |
 /// | [`kernels`](GpuBuilder::kernels) | `CONVPOOL_KERNELS` (`cpu`, `gpu`) | by device type ([`KernelFamily`]) |
+/// | [`autotune`](GpuBuilder::autotune) | `CONVPOOL_AUTOTUNE` (`1`) | off |
+/// | [`tune_cache`](GpuBuilder::tune_cache) | `CONVPOOL_TUNE_CACHE` (a file) | `$XDG_CACHE_HOME/convpool/tune.json` or `~/.cache/convpool/tune.json` |
 ///
 /// ```no_run
 /// # fn main() -> convpool::Result<()> {
@@ -76,9 +79,34 @@ pub struct GpuBuilder {
     backends: Option<wgpu::Backends>,
     power_preference: Option<wgpu::PowerPreference>,
     kernels: Option<KernelFamily>,
+    autotune: Option<bool>,
+    tune_cache: Option<std::path::PathBuf>,
 }
 
 impl GpuBuilder {
+    /// Turns the autotuner on or off. On, the first `Auto` convolution of each new shape key
+    /// times every candidate kernel on its real inputs (that call waits), pins the winner
+    /// for the life of the `Gpu` and persists it to the tuning cache; a later process with
+    /// the same cache times nothing and makes the same choices, so its results are bitwise
+    /// those of the first. Off (the default), every choice is a pure function of the shape
+    /// and the device.
+    pub fn autotune(mut self, on: bool) -> Self {
+        self.autotune = Some(on);
+        self
+    }
+
+    /// The autotuner's cache file (JSON; created with its directory when first written).
+    pub fn tune_cache(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tune_cache = Some(path.into());
+        self
+    }
+
+    fn tuner(&self) -> tune::Tuner {
+        let on = self.autotune.unwrap_or_else(tune::autotune_from_env);
+        let path = self.tune_cache.clone().unwrap_or_else(tune::cache_from_env);
+        tune::Tuner::new(on.then_some(path))
+    }
+
     /// Chooses from this kernel family whatever the adapter (see [`KernelFamily`]).
     pub fn kernels(mut self, family: KernelFamily) -> Self {
         self.kernels = Some(family);
@@ -133,7 +161,12 @@ impl GpuBuilder {
             Some(f) => f,
             None => KernelFamily::for_adapter(&info)?,
         };
-        Ok(Gpu::open(adapter, device, queue, true, family))
+        Ok(Gpu::open(
+            adapter,
+            device,
+            queue,
+            (true, family, self.tuner()),
+        ))
     }
 
     fn backends_in_force(&self) -> wgpu::Backends {
@@ -206,14 +239,16 @@ impl Gpu {
     /// 32 ops), so call `flush` before submitting work that must follow convpool's ops.
     ///
     /// The kernel family follows `CONVPOOL_KERNELS` and the adapter's device type
-    /// ([`KernelFamily::for_adapter`]).
+    /// ([`KernelFamily::for_adapter`]); the autotuner `CONVPOOL_AUTOTUNE` and
+    /// `CONVPOOL_TUNE_CACHE` (see [`GpuBuilder::autotune`]).
     pub fn from_wgpu(
         adapter: wgpu::Adapter,
         device: wgpu::Device,
         queue: wgpu::Queue,
     ) -> Result<Gpu> {
         let family = KernelFamily::for_adapter(&adapter.get_info())?;
-        Ok(Gpu::open(adapter, device, queue, false, family))
+        let tuner = GpuBuilder::default().tuner();
+        Ok(Gpu::open(adapter, device, queue, (false, family, tuner)))
     }
 
     /// The `Gpu` on `device`; `own`: convpool made the device, so it installs the
@@ -223,8 +258,7 @@ impl Gpu {
         adapter: wgpu::Adapter,
         device: wgpu::Device,
         queue: wgpu::Queue,
-        own: bool,
-        family: KernelFamily,
+        (own, family, tuner): (bool, KernelFamily, tune::Tuner),
     ) -> Gpu {
         let info = adapter.get_info();
         let lost = Arc::new(Mutex::new(None));
@@ -270,6 +304,7 @@ impl Gpu {
                 binding_limit: AtomicU64::new(binding_limit),
                 subgroup_gemm,
                 family,
+                tuner,
                 tables: Default::default(),
                 packed: Default::default(),
                 textures: Default::default(),

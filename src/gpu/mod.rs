@@ -16,6 +16,7 @@ mod profile;
 mod record;
 mod tensor;
 mod train;
+mod tune;
 mod unpool;
 
 pub use conv::ConvAlgo;
@@ -72,6 +73,8 @@ struct Inner {
     subgroup_gemm: bool,
     /// The kernel family `Auto` chooses from (see `KernelFamily`).
     family: KernelFamily,
+    /// The opt-in autotuner of `Auto` convolutions (see tune.rs).
+    tuner: tune::Tuner,
     /// The GEMM kernels' im2col tables on the device, by contents (see `Gpu::table`).
     tables: Mutex<std::collections::HashMap<Vec<u32>, Arc<GpuTensor<u32>>>>,
     /// Packed weights of the row-segment GEMM, for later calls with the same weights.

@@ -20,6 +20,14 @@ pub(crate) struct Profiler {
 }
 
 impl Profiler {
+    /// Whether a `profile` call is running.
+    pub(crate) fn active(&self) -> bool {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// A timer for the next pass, when profiling is active and the device has timestamps.
     pub(crate) fn timer(&self, device: &wgpu::Device) -> Option<PassTimer> {
         let active = self.active.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,332 @@
+//! The opt-in autotuner of the convolutions' kernel choice: on the first `Auto` call of a new
+//! key it times every candidate kernel on the real inputs, pins the winner for the life of the
+//! `Gpu` and persists it to a JSON cache, so a later process with the same cache times nothing
+//! and makes the same choices.
+//!
+//! Off by default: then every choice is a pure function of the shape and the device. A key is
+//! the adapter (vendor, device, driver, backend), the crate version, a hash of the candidate
+//! set, the op, its exact geometry (kernel, stride, dilation, padding, groups) and its batch,
+//! channel and spatial sizes rounded up to powers of two. The heuristic (`Auto`) is kept
+//! unless a candidate beats it by at least 5%.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{ConvAlgo, Gpu};
+use crate::error::Result;
+use crate::params::conv::ConvGeometry;
+
+/// What the cache file says it is; another value makes the whole file foreign.
+const FORMAT: &str = "convpool-tune-1";
+/// Timed runs per candidate, after one warm-up run.
+const SAMPLES: usize = 5;
+/// A candidate replaces the heuristic only if its median is at most this fraction of it.
+const MARGIN: f64 = 0.95;
+
+thread_local! {
+    /// Set while this thread times candidates: their own calls (`Auto` among them, the
+    /// heuristic) run as asked, untuned.
+    static TIMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The tuner's state in a `Gpu`.
+#[derive(Default)]
+pub(crate) struct Tuner {
+    /// `None`: autotuning is off.
+    cache: Option<PathBuf>,
+    /// Choices pinned for the life of the `Gpu`, by key: from the file or timed here.
+    pinned: Mutex<HashMap<String, ConvAlgo>>,
+    /// Keys timed by this `Gpu` (for tests: a process with a full cache times none).
+    timed: AtomicUsize,
+}
+
+/// Where the cache lives by default: `$XDG_CACHE_HOME/convpool/tune.json`, else
+/// `$HOME/.cache/convpool/tune.json` (`%LOCALAPPDATA%` on Windows), else the temp directory.
+pub(crate) fn default_cache() -> PathBuf {
+    let env = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = env("XDG_CACHE_HOME")
+        .or_else(|| env("HOME").map(|h| h.join(".cache")))
+        .or_else(|| env("LOCALAPPDATA"))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("convpool").join("tune.json")
+}
+
+/// Whether `CONVPOOL_AUTOTUNE` asks for autotuning (`1`, `true`, `on`, `yes`).
+pub(crate) fn autotune_from_env() -> bool {
+    std::env::var("CONVPOOL_AUTOTUNE")
+        .is_ok_and(|v| matches!(v.to_lowercase().as_str(), "1" | "true" | "on" | "yes"))
+}
+
+/// The cache file named by `CONVPOOL_TUNE_CACHE`, else the default.
+pub(crate) fn cache_from_env() -> PathBuf {
+    std::env::var_os("CONVPOOL_TUNE_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(default_cache)
+}
+
+/// The entries of the cache file at `path`; a missing file is empty, a corrupt or foreign one
+/// is ignored with a warning.
+fn read_cache(path: &PathBuf) -> HashMap<String, ConvAlgo> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    let warn = |why: &str| {
+        eprintln!(
+            "convpool: ignoring the tuning cache {}: {why}",
+            path.display()
+        );
+        HashMap::new()
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return warn("not JSON");
+    };
+    if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+        return warn("not a convpool tuning cache of this format");
+    }
+    let Some(entries) = v.get("entries").and_then(|e| e.as_object()) else {
+        return warn("no entries");
+    };
+    let mut out = HashMap::new();
+    for (k, v) in entries {
+        match v.as_str().and_then(algo_named) {
+            Some(a) => {
+                out.insert(k.clone(), a);
+            }
+            None => {
+                eprintln!("convpool: ignoring tuning cache entry {k:?}: {v} is no kernel choice")
+            }
+        }
+    }
+    out
+}
+
+/// Adds `key → algo` to the cache file (merged with what other processes wrote meanwhile),
+/// written whole to a temporary file and renamed over it; failures are warnings.
+fn write_cache(path: &PathBuf, key: &str, algo: ConvAlgo) {
+    let mut entries = read_cache(path);
+    entries.insert(key.to_string(), algo);
+    let mut sorted: Vec<_> = entries.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let map: serde_json::Map<_, _> = sorted
+        .into_iter()
+        .map(|(k, a)| (k, serde_json::Value::from(format!("{a:?}"))))
+        .collect();
+    let doc = serde_json::json!({ "format": FORMAT, "entries": map });
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, format!("{doc:#}\n")))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        eprintln!(
+            "convpool: could not write the tuning cache {}: {e}",
+            path.display()
+        );
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+fn algo_named(name: &str) -> Option<ConvAlgo> {
+    ConvAlgo::ALL.into_iter().find(|a| format!("{a:?}") == name)
+}
+
+impl Tuner {
+    /// A tuner persisting to `cache`, with the entries already there; `None`: off.
+    pub(crate) fn new(cache: Option<PathBuf>) -> Tuner {
+        let pinned = cache.as_ref().map(read_cache).unwrap_or_default();
+        Tuner {
+            cache,
+            pinned: Mutex::new(pinned),
+            timed: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// FNV-1a, for the candidate set's hash (stable across processes and builds).
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Gpu {
+    /// Whether automatic kernel choices are autotuned on this `Gpu`.
+    pub fn autotuning(&self) -> bool {
+        self.inner.tuner.cache.is_some()
+    }
+
+    /// How many keys this `Gpu` has timed (a `Gpu` whose cache holds every key times none).
+    #[doc(hidden)]
+    pub fn tuned_keys_for_tests(&self) -> usize {
+        self.inner.tuner.timed.load(Ordering::Relaxed)
+    }
+
+    /// The candidates timed here: every choice that runs its own kernels on this device.
+    fn candidates(&self) -> Vec<ConvAlgo> {
+        ConvAlgo::ALL
+            .into_iter()
+            .filter(|&a| a != ConvAlgo::Gemm || self.inner.subgroup_gemm)
+            .collect()
+    }
+
+    fn tune_key(&self, op: &str, g: &ConvGeometry) -> String {
+        let i = &self.inner.info;
+        let names: Vec<String> = self.candidates().iter().map(|a| format!("{a:?}")).collect();
+        let b = |v: usize| v.next_power_of_two();
+        format!(
+            "adapter={:#x}:{:#x}:{}:{}:{:?}|convpool={}|candidates={:016x}|op={op}|kernel={:?}|stride={:?}|dilation={:?}|pad={:?}/{:?}|groups={}|n={}|c={}x{}|hw={}x{}",
+            i.vendor,
+            i.device,
+            i.driver,
+            i.driver_info,
+            i.backend,
+            env!("CARGO_PKG_VERSION"),
+            fnv(&names.join(",")),
+            g.kernel,
+            g.stride,
+            g.dilation,
+            g.pad_before,
+            g.pad_after,
+            g.groups,
+            b(g.n),
+            b(g.c_in),
+            b(g.c_out),
+            b(g.input[0]),
+            b(g.input[1]),
+        )
+    }
+
+    /// The median time of each candidate that runs: one warm-up run, then [`SAMPLES`].
+    fn time_candidates(
+        &self,
+        timestamps: bool,
+        run: &impl Fn(ConvAlgo) -> Result<()>,
+    ) -> Result<Vec<(ConvAlgo, f64)>> {
+        let mut scores = Vec::new();
+        for a in self.candidates() {
+            let sample = || -> Result<f64> {
+                if timestamps {
+                    if let (_, Some(ms)) = self.profile(|| run(a))? {
+                        return Ok(ms);
+                    }
+                }
+                let start = Instant::now();
+                run(a)?;
+                self.synchronize()?;
+                Ok(start.elapsed().as_secs_f64() * 1e3)
+            };
+            // A candidate that fails (a device limit, say) is skipped.
+            if sample().is_err() {
+                continue;
+            }
+            let mut times: Vec<f64> = (0..SAMPLES).filter_map(|_| sample().ok()).collect();
+            if times.len() < SAMPLES {
+                continue;
+            }
+            times.sort_by(f64::total_cmp);
+            scores.push((a, times[SAMPLES / 2]));
+        }
+        Ok(scores)
+    }
+
+    /// The kernel for a convolution `op` of geometry `g` asked to run with `algo`: `algo`
+    /// itself unless it is `Auto` and autotuning is on; then the pinned choice for its key, or
+    /// the winner of timing every candidate with `run` (the heuristic, `Auto`, unless another
+    /// is at least 5% faster), pinned and persisted.
+    pub(super) fn tuned(
+        &self,
+        op: &'static str,
+        g: &ConvGeometry,
+        algo: ConvAlgo,
+        run: impl Fn(ConvAlgo) -> Result<()>,
+    ) -> Result<ConvAlgo> {
+        let t = &self.inner.tuner;
+        let Some(path) = &t.cache else {
+            return Ok(algo);
+        };
+        if algo != ConvAlgo::Auto || TIMING.get() {
+            return Ok(algo);
+        }
+        let key = self.tune_key(op, g);
+        if let Some(&a) = t.pinned.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(a);
+        }
+        // Kernel time from timestamps where a hardware device has them (unless the caller is
+        // inside a `profile` of its own), else wall time from submit to done (lavapipe's
+        // timestamps stop bracketing passes once a texture-binding kernel has run).
+        let timestamps = !self.inner.profiler.active()
+            && self.inner.info.device_type != wgpu::DeviceType::Cpu
+            && self
+                .inner
+                .device
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY);
+        self.synchronize()?;
+        TIMING.set(true);
+        let scores = self.time_candidates(timestamps, &run);
+        TIMING.set(false);
+        let scores = scores?;
+        let heuristic = scores.iter().find(|s| s.0 == ConvAlgo::Auto).map(|s| s.1);
+        let best = scores
+            .iter()
+            .filter(|s| s.0 != ConvAlgo::Auto)
+            .min_by(|x, y| x.1.total_cmp(&y.1))
+            .copied();
+        let choice = match (best, heuristic) {
+            (Some((a, ms)), Some(h)) if ms <= MARGIN * h => a,
+            (Some((a, _)), None) => a,
+            _ => ConvAlgo::Auto,
+        };
+        t.timed.fetch_add(1, Ordering::Relaxed);
+        t.pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), choice);
+        write_cache(path, &key, choice);
+        Ok(choice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_round_trips_and_refuses_what_it_does_not_know() {
+        let dir = std::env::temp_dir().join(format!("convpool-tune-unit-{}", std::process::id()));
+        let path = dir.join("t.json");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(read_cache(&path).is_empty(), "a missing file is empty");
+        write_cache(&path, "k1", ConvAlgo::GemmWide64);
+        write_cache(&path, "k2", ConvAlgo::Auto);
+        let back = read_cache(&path);
+        assert_eq!(back.get("k1"), Some(&ConvAlgo::GemmWide64));
+        assert_eq!(back.get("k2"), Some(&ConvAlgo::Auto));
+        for bad in [
+            "not json at all",
+            r#"{"format": "someone-else-1", "entries": {"k1": "Direct"}}"#,
+            r#"{"format": "convpool-tune-1"}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(read_cache(&path).is_empty(), "{bad}");
+        }
+        std::fs::write(
+            &path,
+            r#"{"format": "convpool-tune-1", "entries": {"a": "Direct", "b": "Warp9", "c": 3}}"#,
+        )
+        .unwrap();
+        let some = read_cache(&path);
+        assert_eq!(some.len(), 1);
+        assert_eq!(some.get("a"), Some(&ConvAlgo::Direct));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
