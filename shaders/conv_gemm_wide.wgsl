@@ -33,6 +33,59 @@ override PAD_FREE: u32 = 0u;
 var<workgroup> a_tile: array<vec4<f32>, TK * TM / 4u>; // [TK][TM / 4]: 4 consecutive m per k
 var<workgroup> b_tile: array<vec4<f32>, TK * TN / 4u>; // [TK][TN / 4]: 4 consecutive n per k
 
+// Stages the M×K operand for the K step at k0: weights (m0 + am + A_STEP·r, k0 + lid % TK),
+// scalar loads (any mode, any shape).
+fn stage_a(lid: u32, g: u32, m0: u32, k0: u32, k_end: u32, full: bool) {
+    let ak = lid % TK;
+    let am = lid / TK;
+    let ka = k0 + ak;
+    let ka_ok = full || ka < k_end;
+    let ta = k_table[select(0u, ka, ka_ok)];
+    for (var r = 0u; r < A_ROWS; r++) {
+        let m = am + A_STEP * r;
+        var v = 0.0;
+        if (ka_ok && (full || m0 + m < p.m)) {
+            v = load_w(g, m0 + m, ka, ta.w);
+        }
+        a_tile[ak * (TM / 4u) + m / 4u][m % 4u] = v;
+    }
+}
+
+// Stages the K×N operand for the K step at k0: the im2col view of x at (k0 + lid / TN +
+// B_STEP·r, column n = n0 + lid % TN, whose input origin is `origin`).
+fn stage_b(lid: u32, x_base: u32, origin: vec2<i32>, n_ok: bool, k0: u32, k_end: u32, full: bool) {
+    let bn = lid % TN;
+    let bk = lid / TN;
+    for (var r = 0u; r < B_ROWS; r++) {
+        let kr = bk + B_STEP * r;
+        let k = k0 + kr;
+        let ok = n_ok && (full || k < k_end);
+        let t = k_table[select(0u, k, ok)];
+        var v = 0.0;
+        if (PAD_FREE != 0u) {
+            if (ok) {
+                v = x[x_base + u32(t.x) + u32(origin.x + t.y) * p.in_w + u32(origin.y + t.z)];
+            }
+        } else {
+            v = load_x(x_base, t, origin, ok);
+        }
+        b_tile[kr * (TN / 4u) + bn / 4u][bn % 4u] = v;
+    }
+}
+
+// Adds the staged tiles' products, k in order, to the 4×4 block of rows 4ty.. and columns
+// 4tx.. in acc.
+fn multiply(tx: u32, ty: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
+    for (var kk = 0u; kk < TK; kk++) {
+        let a = a_tile[kk * (TM / 4u) + ty];
+        let bb = b_tile[kk * (TN / 4u) + tx];
+        (*acc)[0] += a.x * bb;
+        (*acc)[1] += a.y * bb;
+        (*acc)[2] += a.z * bb;
+        (*acc)[3] += a.w * bb;
+    }
+}
+
 @compute @workgroup_size(THREADS)
 fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
@@ -48,59 +101,18 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let m0 = tile.z * TM;
     let n0 = tile.w * TN;
     let full = FULL_TILES != 0u;
-    // This invocation's B column and first B row; its A k column and first A row.
-    let bn = lid % TN;
-    let bk = lid / TN;
-    let ak = lid % TK;
-    let am = lid / TK;
-    let n = n0 + bn;
+    let n = n0 + lid % TN;
     let n_ok = full || n < p.n;
     let origin = column_origin(n);
     let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
     let tx = lid % WG; // computes columns n0 + 4tx ..
     let ty = lid / WG; // computes rows    m0 + 4ty ..
+    var acc = array<vec4<f32>, 4>();
     for (var k0 = k_begin; k0 < k_end; k0 += TK) {
-        // A: weights (m0 + am + A_STEP·r, k0 + ak).
-        let ka = k0 + ak;
-        let ka_ok = full || ka < k_end;
-        let ta = k_table[select(0u, ka, ka_ok)];
-        for (var r = 0u; r < A_ROWS; r++) {
-            let m = am + A_STEP * r;
-            var v = 0.0;
-            if (ka_ok && (full || m0 + m < p.m)) {
-                v = load_w(g, m0 + m, ka, ta.w);
-            }
-            a_tile[ak * (TM / 4u) + m / 4u][m % 4u] = v;
-        }
-        // B: the im2col view of x at (k0 + bk + B_STEP·r, n).
-        for (var r = 0u; r < B_ROWS; r++) {
-            let kr = bk + B_STEP * r;
-            let k = k0 + kr;
-            let ok = n_ok && (full || k < k_end);
-            let t = k_table[select(0u, k, ok)];
-            var v = 0.0;
-            if (PAD_FREE != 0u) {
-                if (ok) {
-                    v = x[x_base + u32(t.x) + u32(origin.x + t.y) * p.in_w + u32(origin.y + t.z)];
-                }
-            } else {
-                v = load_x(x_base, t, origin, ok);
-            }
-            b_tile[kr * (TN / 4u) + bn / 4u][bn % 4u] = v;
-        }
+        stage_a(lid, g, m0, k0, k_end, full);
+        stage_b(lid, x_base, origin, n_ok, k0, k_end, full);
         workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            let a = a_tile[kk * (TM / 4u) + ty];
-            let bb = b_tile[kk * (TN / 4u) + tx];
-            acc0 += a.x * bb;
-            acc1 += a.y * bb;
-            acc2 += a.z * bb;
-            acc3 += a.w * bb;
-        }
+        multiply(tx, ty, &acc);
         workgroupBarrier();
     }
     let mrow = m0 + ty * 4u;
@@ -110,20 +122,71 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         for (var j = 0u; j < 4u; j++) {
             let nj = ncol + j;
             if (!full && nj >= p.n) { break; }
-            if (full || mrow < p.m) { y[(base + mrow) * p.n + nj] = acc0[j]; }
-            if (full || mrow + 1u < p.m) { y[(base + mrow + 1u) * p.n + nj] = acc1[j]; }
-            if (full || mrow + 2u < p.m) { y[(base + mrow + 2u) * p.n + nj] = acc2[j]; }
-            if (full || mrow + 3u < p.m) { y[(base + mrow + 3u) * p.n + nj] = acc3[j]; }
+            for (var i = 0u; i < 4u; i++) {
+                if (full || mrow + i < p.m) { y[(base + mrow + i) * p.n + nj] = acc[i][j]; }
+            }
         }
         return;
     }
     for (var j = 0u; j < 4u; j++) {
         let nj = ncol + j;
         if (!full && nj >= p.n) { break; }
-        if (full || mrow < p.m) { store(b, g, mrow, nj, acc0[j]); }
-        if (full || mrow + 1u < p.m) { store(b, g, mrow + 1u, nj, acc1[j]); }
-        if (full || mrow + 2u < p.m) { store(b, g, mrow + 2u, nj, acc2[j]); }
-        if (full || mrow + 3u < p.m) { store(b, g, mrow + 3u, nj, acc3[j]); }
+        for (var i = 0u; i < 4u; i++) {
+            if (full || mrow + i < p.m) { store(b, g, mrow + i, nj, acc[i][j]); }
+        }
+    }
+}
+
+// The weights and the output as vec4 (the same buffers as w and y): for gemm_wide_v4 only.
+@group(0) @binding(6) var<storage, read> w4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> y4: array<vec4<f32>>;
+
+// gemm_wide for conv2d on whole tiles (FULL_TILES set; the host runs it only then, unsplit):
+// the weights are read as vec4 along k (rows of K floats, K a multiple of 16, so aligned) and
+// the outputs written as vec4 along n (rows of N floats, N a multiple of the tile).
+@compute @workgroup_size(THREADS)
+fn gemm_wide_v4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let tile = tile_of(wid, nwg);
+    if (tile.x >= p.batch) { return; }
+    let b = tile.x;
+    let g = tile.y;
+    let m0 = tile.z * TM;
+    let n0 = tile.w * TN;
+    let origin = column_origin(n0 + lid % TN);
+    let x_base = (b * p.c_x + g * p.c_grp) * p.in_h * p.in_w;
+    let tx = lid % WG;
+    let ty = lid / WG;
+    var acc = array<vec4<f32>, 4>();
+    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        // A: vec4 e = lid + THREADS·r of the tile holds row m = e / 4, k = k0 + 4(e % 4) ...
+        for (var r = 0u; r < TM * TK / 4u / THREADS; r++) {
+            let e = lid + THREADS * r;
+            let m = e / 4u;
+            let kq = 4u * (e % 4u);
+            let v = w4[((g * p.m + m0 + m) * p.k + k0 + kq) / 4u];
+            a_tile[kq * (TM / 4u) + m / 4u][m % 4u] = v.x;
+            a_tile[(kq + 1u) * (TM / 4u) + m / 4u][m % 4u] = v.y;
+            a_tile[(kq + 2u) * (TM / 4u) + m / 4u][m % 4u] = v.z;
+            a_tile[(kq + 3u) * (TM / 4u) + m / 4u][m % 4u] = v.w;
+        }
+        stage_b(lid, x_base, origin, true, k0, p.k, true);
+        workgroupBarrier();
+        multiply(tx, ty, &acc);
+        workgroupBarrier();
+    }
+    let mrow = m0 + ty * 4u;
+    let ncol = n0 + tx * 4u;
+    for (var i = 0u; i < 4u; i++) {
+        let c = b * p.c_y + g * p.m + mrow + i;
+        var bv = 0.0;
+        if (p.has_bias != 0u) {
+            bv = bias[g * p.m + mrow + i];
+        }
+        let v = acc[i] + vec4<f32>(bv); // as `store`: the same bits
+        let out = vec4<f32>(activate(v.x, p.act, p.act_a, p.act_b), activate(v.y, p.act, p.act_a, p.act_b),
+                            activate(v.z, p.act, p.act_a, p.act_b), activate(v.w, p.act, p.act_a, p.act_b));
+        y4[(c * p.n + ncol) / 4u] = out;
     }
 }
 

@@ -50,16 +50,24 @@ fn wide_gemms_on_whole_tiles_and_windows_inside_the_input() {
         ([1, 16, 6, 10], [64, 16, 3, 3], bottom),
         ([2, 32, 9, 9], [96, 16, 2, 2], Conv2d { groups: 2, ..valid }),
     ];
-    for (xs, ws, spec) in cases {
+    for (i, (xs, ws, spec)) in cases.into_iter().enumerate() {
+        // The fused activation too, on the vec4 store of whole tiles.
+        let act = if i % 2 == 0 {
+            convpool::Activation::Identity
+        } else {
+            convpool::Activation::LeakyRelu { slope: 0.25 }
+        };
         let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
-        let want = cpu::conv2d(&x, &w, Some(&b), &spec).unwrap();
+        let want = cpu::conv2d_act(&x, &w, Some(&b), &spec, act).unwrap();
         let (gx, gw, gb) = (
             gpu.upload(&x).unwrap(),
             gpu.upload(&w).unwrap(),
             gpu.upload(&b).unwrap(),
         );
         for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
-            let y = gpu.conv2d_with(&gx, &gw, Some(&gb), &spec, algo).unwrap();
+            let y = gpu
+                .conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
+                .unwrap();
             let what = format!("{algo:?} {xs:?} {ws:?} {spec:?}");
             assert_close(
                 &what,

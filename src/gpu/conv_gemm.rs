@@ -498,7 +498,16 @@ impl Gpu {
             }
             let window = wide_constants(&params, tile);
             let Some((partial, k_part)) = split else {
-                let pass = Pass::tiled(kernel, &params, buffers.to_vec(), params.workgroups());
+                let [x, w, bias, y, table] = buffers;
+                // conv2d on whole tiles: weights and outputs as vec4.
+                let (kernel, buffers) = match (window[0] == 1 && params.mode == 0, kernel) {
+                    (true, Kernel::ConvGemmWide32) => {
+                        (Kernel::ConvGemmWide32V4, vec![x, bias, table, w, y])
+                    }
+                    (true, _) => (Kernel::ConvGemmWide64V4, vec![x, bias, table, w, y]),
+                    (false, _) => (kernel, buffers.to_vec()),
+                };
+                let pass = Pass::tiled(kernel, &params, buffers, params.workgroups());
                 return vec![Pass { window, ..pass }];
             };
             // Parts over K into `partial`, then their ordered sum into the output.

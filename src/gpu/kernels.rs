@@ -123,6 +123,8 @@ pub(crate) enum Kernel {
     ConvGemmSg,
     ConvGemmWide32,
     ConvGemmWide64,
+    ConvGemmWide32V4,
+    ConvGemmWide64V4,
     ConvGemmWideSum,
     ConvGemmSgRows,
     ConvPackRows,
@@ -189,6 +191,16 @@ impl Kernel {
                 Shader::ConvGemmWide16,
                 "gemm_wide",
                 &[R(1), R(2), R(3), W(4), R(5)],
+            ),
+            ConvGemmWide32V4 => (
+                Shader::ConvGemmWide8,
+                "gemm_wide_v4",
+                &[R(1), R(3), R(5), R(6), W(7)],
+            ),
+            ConvGemmWide64V4 => (
+                Shader::ConvGemmWide16,
+                "gemm_wide_v4",
+                &[R(1), R(3), R(5), R(6), W(7)],
             ),
             ConvGemmWideSum => (
                 Shader::ConvGemmWide8,
@@ -269,7 +281,10 @@ impl Kernel {
         match self {
             Kernel::ConvGemmSgRows | Kernel::ConvPackRows => ["TAPS_W", "STEP_SHIFT"],
             Kernel::Conv2dRows => ["TAPS_W", "STEP_W"],
-            Kernel::ConvGemmWide32 | Kernel::ConvGemmWide64 => ["FULL_TILES", "PAD_FREE"],
+            Kernel::ConvGemmWide32
+            | Kernel::ConvGemmWide64
+            | Kernel::ConvGemmWide32V4
+            | Kernel::ConvGemmWide64V4 => ["FULL_TILES", "PAD_FREE"],
             Kernel::MaxPoolQuad | Kernel::AvgPoolQuad => ["WIN_H", "QUAD_W"],
             _ => ["WIN_H", "WIN_W"],
         }
