@@ -116,7 +116,22 @@ fn fast_conv_transpose2d_matches_the_reference() {
 #[test]
 fn fast_pooling_matches_the_reference() {
     let mut rng = Rng::new(3);
-    for (i, (xs, p)) in sweep(&mut rng).into_iter().enumerate() {
+    let mut cases = sweep(&mut rng);
+    // Whole disjoint windows (the one-pass average): 2×2 with a row and a column unread, a
+    // non-square kernel, and a ceil-mode partial window, which takes the general path.
+    cases.extend([
+        ([2, 3, 9, 11], Pool2d::new([2, 2])),
+        ([1, 2, 6, 9], Pool2d::new([2, 3])),
+        ([1, 2, 9, 9], Pool2d::new([3, 3])),
+        (
+            [1, 1, 5, 7],
+            Pool2d {
+                ceil_mode: true,
+                ..Pool2d::new([2, 2])
+            },
+        ),
+    ]);
+    for (i, (xs, p)) in cases.into_iter().enumerate() {
         let x = if i % 2 == 0 {
             rng.int_tensor(xs, 3)
         } else {

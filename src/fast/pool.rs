@@ -192,6 +192,9 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let g = p.geometry("avg_pool2d", x.shape())?;
     let [h, w] = g.input;
     let [oh, ow] = g.output;
+    if whole_disjoint_windows(&g) && oh * ow > 0 && g.n * g.c > 0 {
+        return avg_pool_disjoint(&g, x);
+    }
     let mut out = Tensor::zeros(g.output_shape())?;
     if out.is_empty() {
         return Ok(out);
@@ -213,6 +216,67 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
             }
         });
     Ok(out)
+}
+
+/// Whether every window is whole and no two overlap: stride = kernel, no padding, no dilation,
+/// and the last window of each axis inside the input (rows or columns past it are unread).
+/// Then every divisor is `kH·kW`.
+fn whole_disjoint_windows(g: &PoolGeometry) -> bool {
+    (0..2).all(|a| {
+        g.stride[a] == g.kernel[a]
+            && g.padding[a] == 0
+            && g.dilation[a] == 1
+            && g.output[a] * g.kernel[a] <= g.input[a]
+    })
+}
+
+/// Average pooling over whole, disjoint windows in one pass: each input element read once,
+/// each output written once (no zeroing pass), planes in parallel. Each window sums its taps
+/// in row-major order starting from the first, as the reference does, then divides.
+fn avg_pool_disjoint(g: &PoolGeometry, x: &Tensor) -> Result<Tensor> {
+    let ([h, w], [oh, ow]) = (g.input, g.output);
+    let len = g.n * g.c * oh * ow;
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(oh * ow)
+        .zip(x.data().par_chunks(h * w))
+        .for_each(|(o, xs)| avg_planes(o, xs, g));
+    // SAFETY: the n·c chunks of oh·ow cover all `len` elements, and `avg_planes` writes every
+    // element of its chunk.
+    unsafe { out.set_len(len) };
+    Tensor::new(g.output_shape(), out)
+}
+
+/// One plane of [`avg_pool_disjoint`]; 2×2 windows get a loop the compiler vectorises.
+#[multiversion::multiversion(targets = "simd")]
+fn avg_planes(o: &mut [std::mem::MaybeUninit<f32>], xs: &[f32], g: &PoolGeometry) {
+    let ([_, w], [_, ow], [kh, kw]) = (g.input, g.output, g.kernel);
+    let d = (kh * kw) as f32;
+    for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
+        let rows = &xs[oy * kh * w..];
+        if [kh, kw] == [2, 2] {
+            let (a, b) = (&rows[..2 * ow], &rows[w..w + 2 * ow]);
+            for ((o, a), b) in orow
+                .iter_mut()
+                .zip(a.chunks_exact(2))
+                .zip(b.chunks_exact(2))
+            {
+                o.write((a[0] + a[1] + b[0] + b[1]) / d);
+            }
+            continue;
+        }
+        for (ox, o) in orow.iter_mut().enumerate() {
+            let mut sum = rows[ox * kw];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    if ky + kx > 0 {
+                        sum += rows[ky * w + ox * kw + kx];
+                    }
+                }
+            }
+            o.write(sum / d);
+        }
+    }
 }
 
 /// PyTorch's `max_unpool2d` on all cores; same contract as [`crate::cpu::max_unpool2d`].

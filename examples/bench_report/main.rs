@@ -17,10 +17,14 @@ use std::time::Instant;
 use convpool::{Conv2d, ConvTranspose2d, Gpu, GpuTensor, Padding, Pool2d, Result};
 use serde::Serialize;
 
-#[path = "train_segnet/net.rs"]
+mod machine;
+#[path = "../train_segnet/net.rs"]
 mod net;
-#[path = "../benches/shared/workloads.rs"]
+mod output;
+#[path = "../../benches/shared/workloads.rs"]
 mod workloads;
+use machine::fma_rate;
+use output::{markdown, svg};
 use workloads::{cost, data, inputs, run_cpu, run_gpu, workloads};
 
 #[derive(Serialize, Clone)]
@@ -80,64 +84,6 @@ const MAX_RUNS: usize = 101;
 /// machine (this VM has spells of seconds to minutes) weighs a little on every cell instead of
 /// wholly on the few it falls on. Each cell's median is over all its runs.
 const ROUNDS: usize = 3;
-
-/// The machine's FP32 multiply-add rate right now, in GFLOP/s, on all of rayon's threads:
-/// register-only 8-lane fused multiply-adds (AVX2 + FMA; a plain loop elsewhere) for about
-/// 50 ms. On a shared VM it moves with the host's load; the report measures it before every
-/// round and at the end, so that a slow spell shows in the report itself. (8 lanes: on an
-/// AVX-512 machine, half its 16-lane peak.)
-fn fma_rate() -> f64 {
-    use rayon::prelude::*;
-    const ITERS: u64 = 20_000_000;
-    let threads = rayon::current_num_threads() as u64;
-    let start = Instant::now();
-    let (flops, sink): (u64, f32) = (0..threads)
-        .into_par_iter()
-        .map(|t| fma_loop(ITERS, t as f32))
-        .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-    std::hint::black_box(sink);
-    flops as f64 / start.elapsed().as_secs_f64() / 1e9
-}
-
-/// Independent multiply-add chains per thread: enough to cover the FMA latency of two units.
-const CHAINS: usize = 12;
-
-/// `iters` steps of [`CHAINS`] independent multiply-adds; returns the flops done and a value
-/// that depends on all of them.
-fn fma_loop(iters: u64, seed: f32) -> (u64, f32) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return (iters * CHAINS as u64 * 16, unsafe { fma_avx2(iters, seed) });
-    }
-    let mut acc = [seed; CHAINS];
-    for _ in 0..iters {
-        for a in &mut acc {
-            *a = std::hint::black_box(*a) * 0.999_999 + 1e-7;
-        }
-    }
-    (iters * CHAINS as u64 * 2, acc.iter().sum())
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_avx2(iters: u64, seed: f32) -> f32 {
-    use std::arch::x86_64::*;
-    let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-    let mut acc = [_mm256_set1_ps(seed); CHAINS];
-    for _ in 0..iters {
-        for a in &mut acc {
-            *a = _mm256_fmadd_ps(*a, m, c);
-        }
-    }
-    let mut lanes = [0f32; 8];
-    acc.iter()
-        .map(|a| {
-            _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
-            lanes.iter().sum::<f32>()
-        })
-        .sum()
-}
 
 /// The 10-op chain: conv → max_pool → max_unpool → avg_pool → avg_unpool → conv_transpose →
 /// conv → max_pool → max_unpool → conv_transpose, on `x` `[1, C, S, S]`. With `sync`, each op's
@@ -215,108 +161,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn markdown(rows: &[Row], chain_line: &str, header: &str) -> String {
-    let mut s = format!("{header}\n\n| workload | op | backend | median ms | min ms | max ms | GFLOP/s | GB/s | kernel ms | speedup vs cpu-fast |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    let opt = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |v| format!("{v:.d$}"));
-    for r in rows {
-        let fast = rows
-            .iter()
-            .find(|f| f.workload == r.workload && f.backend == "cpu-fast")
-            .map(|f| f.median_ms);
-        let speedup = fast.map(|f| f / r.median_ms);
-        s += &format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
-            r.workload,
-            r.op,
-            r.backend,
-            r.median_ms,
-            r.min_ms,
-            r.max_ms,
-            opt(r.gflops, 2),
-            opt(r.gbps, 2),
-            opt(r.kernel_ms, 2),
-            opt(speedup, 2)
-        );
-    }
-    s + "\n" + chain_line + "\n"
-}
-
-fn svg(
-    path: &str,
-    rows: &[Row],
-    adapter: &str,
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    use plotters::prelude::*;
-    let ids: Vec<String> = rows
-        .iter()
-        .map(|r| r.workload.clone())
-        .fold(Vec::new(), |mut v, w| {
-            if !v.contains(&w) {
-                v.push(w);
-            }
-            v
-        });
-    let backends = ["gpu", "cpu-fast", "cpu-ref"];
-    let colors = [
-        RGBColor(0x1f, 0x77, 0xb4),
-        RGBColor(0xff, 0x7f, 0x0e),
-        RGBColor(0x7f, 0x7f, 0x7f),
-    ];
-    let value = |r: &Row| r.gflops.or(r.gbps).unwrap_or(0.0).max(1e-3);
-    let top = rows.iter().map(value).fold(1.0f64, f64::max) * 2.0;
-    let root = SVGBackend::new(path, (1100, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("convpool throughput per workload (log scale) — {adapter}"),
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..ids.len() as f64, (1e-3..top).log_scale())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(0)
-        .y_desc("GFLOP/s (W1–W5), GB/s (W6–W8)")
-        .draw()?;
-    for (bi, (b, c)) in backends.iter().zip(colors).enumerate() {
-        let bars: Vec<_> = rows
-            .iter()
-            .filter(|r| r.backend == *b)
-            .filter_map(|r| {
-                ids.iter()
-                    .position(|i| *i == r.workload)
-                    .map(|x| (x, value(r)))
-            })
-            .map(|(x, v)| {
-                let x0 = x as f64 + 0.1 + bi as f64 * 0.27;
-                Rectangle::new([(x0, 1e-3), (x0 + 0.25, v)], c.filled())
-            })
-            .collect();
-        chart
-            .draw_series(bars)?
-            .label(*b)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
-    }
-    for (i, id) in ids.iter().enumerate() {
-        root.draw(&Text::new(
-            id.clone(),
-            chart.backend_coord(&(i as f64 + 0.4, 1e-3)),
-            ("sans-serif", 15),
-        ))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
 }
 
 /// Times of one training step (forward, loss, backward, SGD) of the train_segnet network on
