@@ -60,3 +60,32 @@ unsafe fn fma_avx2(iters: u64, seed: f32) -> f32 {
         })
         .sum()
 }
+
+/// Bytes of each buffer [`copy_bandwidth`] streams: far past any CPU's caches.
+const STREAM_BYTES: usize = 256 << 20;
+
+/// The machine's copy bandwidth right now, in GB/s of bytes read plus bytes written: one
+/// 256 MiB buffer copied into another on all of rayon's threads (one contiguous slice each),
+/// best of five after a pass that faults both in. The memory limit a pooling kernel, which
+/// reads its input once and writes its output once, can approach.
+pub fn copy_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let len = STREAM_BYTES / 4;
+    let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+    let mut dst = vec![0f32; len];
+    let chunk = len
+        .div_ceil(rayon::current_num_threads())
+        .next_multiple_of(16);
+    let mut best = f64::MAX;
+    for pass in 0..6 {
+        let start = Instant::now();
+        dst.par_chunks_mut(chunk)
+            .zip(src.par_chunks(chunk))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        std::hint::black_box(&dst);
+        if pass > 0 {
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+    }
+    2.0 * STREAM_BYTES as f64 / best / 1e9
+}

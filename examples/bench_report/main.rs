@@ -3,7 +3,7 @@
 //! plus a chaining benchmark.
 //!
 //! ```text
-//! cargo run --release --example bench_report -- [--quick] [--no-reference] [--json FILE] [--md FILE] [--svg FILE]
+//! cargo run --release --example bench_report -- [--quick] [--no-reference] [--peers] [--json FILE] [--md FILE] [--svg FILE]
 //! ```
 //!
 //! Times are medians over several runs (inputs already on the device for the GPU; the clock
@@ -21,13 +21,14 @@ mod machine;
 #[path = "../train_segnet/net.rs"]
 mod net;
 mod output;
+mod peers;
 #[path = "../../benches/shared/workloads.rs"]
 mod workloads;
-use machine::fma_rate;
+use machine::{copy_bandwidth, fma_rate};
 use output::{markdown, svg};
 use workloads::{cost, data, inputs, run_cpu, run_gpu, workloads};
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize, serde::Deserialize, Clone)]
 struct Row {
     workload: String,
     op: String,
@@ -130,6 +131,8 @@ fn chain(gpu: &Gpu, x: &GpuTensor, w: &GpuTensor, sync: bool) -> Result<()> {
 
 struct Args {
     quick: bool,
+    /// Run `benchmarks/cpu_peers.py` after our cells and compare (`--peers`).
+    peers: bool,
     /// Time the plain reference too (off with `--no-reference`, for short GPU runs).
     reference: bool,
     json: Option<String>,
@@ -140,6 +143,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         quick: false,
+        peers: false,
         reference: true,
         json: None,
         md: None,
@@ -150,12 +154,13 @@ fn args() -> Args {
         match s.as_str() {
             "--quick" => a.quick = true,
             "--no-reference" => a.reference = false,
+            "--peers" => a.peers = true,
             "--json" => a.json = it.next(),
             "--md" => a.md = it.next(),
             "--svg" => a.svg = it.next(),
             "--bench" => {} // passed by `cargo bench`-style runners
             other => {
-                eprintln!("bench_report: unknown argument {other:?}\nusage: bench_report [--quick] [--no-reference] [--json FILE] [--md FILE] [--svg FILE]");
+                eprintln!("bench_report: unknown argument {other:?}\nusage: bench_report [--quick] [--no-reference] [--peers] [--json FILE] [--md FILE] [--svg FILE]");
                 std::process::exit(2);
             }
         }
@@ -239,6 +244,7 @@ fn main() -> Result<()> {
     };
     let (ref_warm, ref_reps): (usize, usize) = if a.quick { (0, 1) } else { (1, 3) };
     let mut fma = Vec::new();
+    let mut copy = vec![copy_bandwidth()];
     for round in 0..rounds {
         fma.push(fma_rate());
         eprintln!(
@@ -276,6 +282,8 @@ fn main() -> Result<()> {
         }
     }
     fma.push(fma_rate());
+    copy.push(copy_bandwidth());
+    let copy_gbps = copy.iter().copied().fold(0.0, f64::max);
     let (fma_lo, fma_hi) = fma
         .iter()
         .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
@@ -354,6 +362,23 @@ fn main() -> Result<()> {
             },
         });
     }
+    // The CPU peers, after our cells (their rows follow ours within each workload).
+    let peer_state = a.peers.then(|| match peers::run(threads, a.quick) {
+        Ok(peer_rows) => {
+            for r in &peer_rows {
+                println!(
+                    "{:<3} {:<33} {:<15} median {:>9.2} ms  (min {:>8.2}, max {:>8.2})",
+                    r.workload, r.op, r.backend, r.median_ms, r.min_ms, r.max_ms
+                );
+            }
+            rows.extend(peer_rows);
+            Ok(())
+        }
+        Err(why) => {
+            eprintln!("bench_report: no CPU peers: {why}");
+            Err(why)
+        }
+    });
     rows.sort_by_key(|r| {
         let (kind, num) = r.workload.split_at(1);
         (kind.to_string(), num.parse::<u32>().unwrap_or(0))
@@ -385,7 +410,7 @@ fn main() -> Result<()> {
         chain_line = format!("Chaining, 10 ops (conv, max_pool, max_unpool, avg_pool, avg_unpool, conv_transpose, conv, max_pool, max_unpool, conv_transpose), median of {n}: {}.", parts.join("; "));
         println!("{chain_line}");
     }
-    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {ref_reps}) and {CELL_MS} ms of them (at most {} runs), spread over {rounds} round{} through the report, medians. The machine's FP32 multiply-add rate (all threads, register-only, 8 lanes), measured before each round and at the end: {fma_lo:.0}–{fma_hi:.0} GFLOP/s.", per_round(reps).2 * rounds, if rounds > 1 { "s" } else { "" });
+    let header = format!("GPU adapter: {adapter}. CPU: {cpu_name}, {threads} threads. At least {reps} timed runs per cell (cpu-ref: {ref_reps}) and {CELL_MS} ms of them (at most {} runs), spread over {rounds} round{} through the report, medians. The machine's FP32 multiply-add rate (all threads, register-only, 8 lanes), measured before each round and at the end: {fma_lo:.0}–{fma_hi:.0} GFLOP/s. Its copy bandwidth (a 256 MiB buffer copied on all threads, read + write, best of the measurements at the start and the end): {copy_gbps:.1} GB/s.", per_round(reps).2 * rounds, if rounds > 1 { "s" } else { "" });
     if let Some(path) = &a.json {
         std::fs::write(
             path,
@@ -397,11 +422,13 @@ fn main() -> Result<()> {
         })?;
     }
     if let Some(path) = &a.md {
-        std::fs::write(path, markdown(&rows, &chain_line, &header)).map_err(|e| {
-            convpool::Error::Invalid {
-                op: "bench_report",
-                msg: format!("{path}: {e}"),
-            }
+        std::fs::write(
+            path,
+            markdown(&rows, &chain_line, &header, copy_gbps, peer_state.as_ref()),
+        )
+        .map_err(|e| convpool::Error::Invalid {
+            op: "bench_report",
+            msg: format!("{path}: {e}"),
         })?;
     }
     if let Some(path) = &a.svg {
@@ -410,6 +437,9 @@ fn main() -> Result<()> {
             std::process::exit(1);
         }
     }
-    println!("\n{}", markdown(&rows, &chain_line, &header));
+    println!(
+        "\n{}",
+        markdown(&rows, &chain_line, &header, copy_gbps, peer_state.as_ref())
+    );
     Ok(())
 }

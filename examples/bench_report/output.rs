@@ -2,8 +2,17 @@
 
 use super::Row;
 
-pub fn markdown(rows: &[Row], chain_line: &str, header: &str) -> String {
-    let mut s = format!("{header}\n\n| workload | op | backend | median ms | min ms | max ms | GFLOP/s | GB/s | kernel ms | speedup vs cpu-fast |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+/// The report's table. `copy_gbps`: the machine's copy bandwidth, against which each pooling
+/// cell's GB/s is shown; `peers`: `None` when not asked for, else whether the CPU peers ran
+/// (their rows are in `rows`) or why not.
+pub fn markdown(
+    rows: &[Row],
+    chain_line: &str,
+    header: &str,
+    copy_gbps: f64,
+    peers: Option<&Result<(), String>>,
+) -> String {
+    let mut s = format!("{header}\n\n| workload | op | backend | median ms | min ms | max ms | GFLOP/s | GB/s | of copy BW | kernel ms | speedup vs cpu-fast | vs best CPU peer |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let opt = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |v| format!("{v:.d$}"));
     for r in rows {
         let fast = rows
@@ -11,8 +20,17 @@ pub fn markdown(rows: &[Row], chain_line: &str, header: &str) -> String {
             .find(|f| f.workload == r.workload && f.backend == "cpu-fast")
             .map(|f| f.median_ms);
         let speedup = fast.map(|f| f / r.median_ms);
+        let vs_peer = match peers {
+            Some(Ok(())) if r.backend == "cpu-fast" => opt(
+                super::peers::best(rows, &r.workload).map(|b| b / r.median_ms),
+                2,
+            ),
+            Some(Err(_)) if r.backend == "cpu-fast" => "no peers".into(),
+            _ => "–".into(),
+        };
+        let of_copy = r.gbps.map(|g| format!("{:.0}%", 100.0 * g / copy_gbps));
         s += &format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |\n",
             r.workload,
             r.op,
             r.backend,
@@ -21,11 +39,18 @@ pub fn markdown(rows: &[Row], chain_line: &str, header: &str) -> String {
             r.max_ms,
             opt(r.gflops, 2),
             opt(r.gbps, 2),
+            of_copy.unwrap_or_else(|| "–".into()),
             opt(r.kernel_ms, 2),
-            opt(speedup, 2)
+            opt(speedup, 2),
+            vs_peer,
         );
     }
-    s + "\n" + chain_line + "\n"
+    let note = match peers {
+        None => "CPU peers: not run (`--peers` runs ONNX Runtime and PyTorch on the same workloads).".to_string(),
+        Some(Ok(())) => "vs best CPU peer: the faster of ONNX Runtime and PyTorch, divided by the fast path's time (above 1: the fast path is faster).".to_string(),
+        Some(Err(why)) => format!("CPU peers: none ran ({why}; `pip install onnx onnxruntime torch`)."),
+    };
+    s + "\n" + chain_line + "\n\n" + &note + "\n"
 }
 
 pub fn svg(
