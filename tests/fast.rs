@@ -6,7 +6,7 @@ use common::{
     assert_close, assert_exact, fixed_conv_cases, random_case, random_transpose_case, sum_atol,
     sweep, Rng,
 };
-use convpool::{cpu, fast, Conv2d, ConvTranspose2d, Padding, Pool2d};
+use convpool::{cpu, fast, Conv2d, ConvTranspose2d, Padding, Pool2d, Tensor};
 
 #[test]
 fn fast_conv2d_matches_the_reference() {
@@ -185,4 +185,39 @@ fn fast_pooling_matches_the_reference() {
         .unwrap_err()
         .to_string()
         .contains("index 4 at position 0"));
+}
+
+#[test]
+fn fast_disjoint_pooling_keeps_the_references_nan_and_infinity_rules() {
+    // 2×2 windows: a NaN (the last one wins), all −∞ (the first tap), ties (the first), and
+    // +∞; 3×3 windows through the general loop of the same path.
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    #[rustfmt::skip]
+    let data = vec![
+        1.0, nan,  -inf, -inf,  2.0, 2.0,  inf, 0.0,
+        nan, 3.0,  -inf, -inf,  2.0, 1.0,  5.0, 9.0,
+        0.0, -0.0, 4.0, 4.0,    nan, nan,  1.0, 1.0,
+        -0.0, 0.0, 4.0, 3.0,    nan, 7.0,  1.0, 2.0,
+    ];
+    for shape in [[1, 1, 4, 8], [2, 1, 2, 8]] {
+        let x = Tensor::new(shape, data.clone()).unwrap();
+        for p in [
+            Pool2d::new([2, 2]),
+            Pool2d::new([1, 2]),
+            Pool2d::new([2, 4]),
+        ] {
+            let (v, i) = fast::max_pool2d(&x, &p).unwrap();
+            let (rv, ri) = cpu::max_pool2d(&x, &p).unwrap();
+            assert_exact(&format!("{shape:?} {p:?} values"), &v, &rv);
+            assert_exact(&format!("{shape:?} {p:?} indices"), &i, &ri);
+            let a = fast::avg_pool2d(&x, &p).unwrap();
+            assert_close(
+                &format!("{shape:?} {p:?} avg"),
+                &a,
+                &cpu::avg_pool2d(&x, &p).unwrap(),
+                0.0,
+                0.0,
+            );
+        }
+    }
 }

@@ -118,6 +118,9 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
     let g = p.geometry("max_pool2d", x.shape())?;
     let [h, w] = g.input;
     let [oh, ow] = g.output;
+    if whole_disjoint_windows(&g) && oh * ow > 0 && g.n * g.c > 0 {
+        return max_pool_disjoint(&g, x);
+    }
     let mut vals = Tensor::zeros(g.output_shape())?;
     let mut idx = Tensor::<u32>::zeros(g.output_shape())?;
     if vals.is_empty() {
@@ -275,6 +278,78 @@ fn avg_planes(o: &mut [std::mem::MaybeUninit<f32>], xs: &[f32], g: &PoolGeometry
                 }
             }
             o.write(sum / d);
+        }
+    }
+}
+
+/// Max pooling with indices over whole, disjoint windows in one pass: each input element read
+/// once, values and indices written once (no initialising pass), planes in parallel. Each
+/// window folds its taps in row-major order from −∞, as the general path does.
+fn max_pool_disjoint(g: &PoolGeometry, x: &Tensor) -> Result<(Tensor, Tensor<u32>)> {
+    let ([h, w], [oh, ow]) = (g.input, g.output);
+    let len = g.n * g.c * oh * ow;
+    let (mut vals, mut idx) = (Vec::with_capacity(len), Vec::with_capacity(len));
+    vals.spare_capacity_mut()[..len]
+        .par_chunks_mut(oh * ow)
+        .zip(idx.spare_capacity_mut()[..len].par_chunks_mut(oh * ow))
+        .zip(x.data().par_chunks(h * w))
+        .for_each(|((v, i), xs)| max_planes(v, i, xs, g));
+    // SAFETY: the n·c chunks of oh·ow cover all `len` elements of both, and `max_planes`
+    // writes every element of its chunks.
+    unsafe {
+        vals.set_len(len);
+        idx.set_len(len);
+    }
+    Ok((
+        Tensor::new(g.output_shape(), vals)?,
+        Tensor::new(g.output_shape(), idx)?,
+    ))
+}
+
+/// One plane of [`max_pool_disjoint`]; 2×2 windows get a loop the compiler vectorises.
+#[multiversion::multiversion(targets = "simd")]
+fn max_planes(
+    v: &mut [std::mem::MaybeUninit<f32>],
+    i: &mut [std::mem::MaybeUninit<u32>],
+    xs: &[f32],
+    g: &PoolGeometry,
+) {
+    let ([_, w], [_, ow], [kh, kw]) = (g.input, g.output, g.kernel);
+    for (oy, (vrow, irow)) in v
+        .chunks_exact_mut(ow)
+        .zip(i.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        let y0 = oy * kh;
+        let rows = &xs[y0 * w..];
+        if [kh, kw] == [2, 2] {
+            let (a, b) = (&rows[..2 * ow], &rows[w..w + 2 * ow]);
+            let it = vrow.iter_mut().zip(irow.iter_mut());
+            for (ox, ((vo, io), (a, b))) in
+                it.zip(a.chunks_exact(2).zip(b.chunks_exact(2))).enumerate()
+            {
+                let t = (y0 * w + 2 * ox) as u32;
+                let (mut m, mut at) = (f32::NEG_INFINITY, t);
+                fold_max(&mut m, &mut at, a[0], t);
+                fold_max(&mut m, &mut at, a[1], t + 1);
+                fold_max(&mut m, &mut at, b[0], t + w as u32);
+                fold_max(&mut m, &mut at, b[1], t + w as u32 + 1);
+                vo.write(m);
+                io.write(at);
+            }
+            continue;
+        }
+        for (ox, (vo, io)) in vrow.iter_mut().zip(irow.iter_mut()).enumerate() {
+            let t0 = y0 * w + ox * kw;
+            let (mut m, mut at) = (f32::NEG_INFINITY, t0 as u32);
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let t = t0 + ky * w + kx;
+                    fold_max(&mut m, &mut at, xs[t], t as u32);
+                }
+            }
+            vo.write(m);
+            io.write(at);
         }
     }
 }
