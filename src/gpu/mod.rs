@@ -6,7 +6,9 @@ mod buffers;
 mod chunk;
 mod conv;
 mod conv_backward;
+mod conv_choice;
 mod conv_gemm;
+mod conv_wide;
 mod device;
 mod divide;
 mod kernels;
@@ -19,7 +21,7 @@ mod train;
 mod tune;
 mod unpool;
 
-pub use conv::ConvAlgo;
+pub use conv_choice::ConvAlgo;
 pub use device::{GpuBuilder, KernelFamily};
 pub use tensor::GpuTensor;
 
