@@ -7,7 +7,9 @@ mod common;
 use common::{
     assert_close, fixed_conv_cases, gpu, random_case, random_transpose_case, sum_atol, Rng,
 };
-use convpool::{cpu, Conv2d, ConvAlgo, ConvTranspose2d, Gpu, KernelFamily, Padding, Pool2d};
+use convpool::{
+    cpu, Activation, Conv2d, ConvAlgo, ConvTranspose2d, Gpu, KernelFamily, Padding, Pool2d,
+};
 
 /// A `Gpu` on the shared adapter that chooses from the GPU family.
 fn gpu_family() -> Option<Gpu> {
@@ -19,6 +21,66 @@ fn gpu_family() -> Option<Gpu> {
         .unwrap();
     assert_eq!(g.kernel_family(), KernelFamily::Gpu);
     Some(g)
+}
+
+/// conv2d with bias and `act` of an `xs` input and a `ws` weight through both wide GEMMs,
+/// against the reference, and bitwise equal to itself on a second call.
+fn conv_through_wide_gemms(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    (xs, ws, spec, act): ([usize; 4], [usize; 4], Conv2d, Activation),
+) {
+    let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
+    let want = cpu::conv2d_act(&x, &w, Some(&b), &spec, act).unwrap();
+    let (gx, gw, gb) = (
+        gpu.upload(&x).unwrap(),
+        gpu.upload(&w).unwrap(),
+        gpu.upload(&b).unwrap(),
+    );
+    for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
+        let run = || {
+            gpu.conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
+                .unwrap()
+                .download()
+                .unwrap()
+        };
+        let got = run();
+        let what = format!("{algo:?} {xs:?} {ws:?} {spec:?} {act:?}");
+        assert_close(&what, &got, &want, sum_atol(ws[1] * ws[2] * ws[3]), 1e-4);
+        assert_eq!(run(), got, "{what}: the same bits twice");
+    }
+}
+
+/// conv_transpose2d (4×4 kernel, stride 2, padding 1) of an `xs` input and a `ws` weight
+/// through both wide GEMMs, against the reference.
+fn transposed_through_wide_gemms(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    what: &str,
+) {
+    let (x, w) = (rng.tensor(xs), rng.tensor(ws));
+    let spec = ConvTranspose2d {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..Default::default()
+    };
+    let want = cpu::conv_transpose2d(&x, &w, None, &spec).unwrap();
+    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+    for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
+        let y = gpu
+            .conv_transpose2d_with(&gx, &gw, None, &spec, algo)
+            .unwrap();
+        let got = y.download().unwrap();
+        assert_close(
+            &format!("transposed, {what}, {algo:?}"),
+            &got,
+            &want,
+            sum_atol(ws[0] * 4),
+            1e-4,
+        );
+    }
 }
 
 #[test]
@@ -53,53 +115,14 @@ fn wide_gemms_on_whole_tiles_and_windows_inside_the_input() {
     for (i, (xs, ws, spec)) in cases.into_iter().enumerate() {
         // The fused activation too, on the vec4 store of whole tiles.
         let act = if i % 2 == 0 {
-            convpool::Activation::Identity
+            Activation::Identity
         } else {
-            convpool::Activation::LeakyRelu { slope: 0.25 }
+            Activation::LeakyRelu { slope: 0.25 }
         };
-        let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
-        let want = cpu::conv2d_act(&x, &w, Some(&b), &spec, act).unwrap();
-        let (gx, gw, gb) = (
-            gpu.upload(&x).unwrap(),
-            gpu.upload(&w).unwrap(),
-            gpu.upload(&b).unwrap(),
-        );
-        for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
-            let y = gpu
-                .conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
-                .unwrap();
-            let what = format!("{algo:?} {xs:?} {ws:?} {spec:?}");
-            assert_close(
-                &what,
-                &y.download().unwrap(),
-                &want,
-                sum_atol(ws[1] * 9),
-                1e-4,
-            );
-        }
+        conv_through_wide_gemms(&gpu, &mut rng, (xs, ws, spec, act));
     }
     // conv_transpose2d phases with whole tiles: 64 output channels, 8×8 per phase, k = 16·4.
-    let x = rng.tensor([1, 16, 8, 8]);
-    let w = rng.tensor([16, 64, 4, 4]);
-    let spec = ConvTranspose2d {
-        stride: [2, 2],
-        padding: [1, 1],
-        ..Default::default()
-    };
-    let want = cpu::conv_transpose2d(&x, &w, None, &spec).unwrap();
-    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
-    for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
-        let y = gpu
-            .conv_transpose2d_with(&gx, &gw, None, &spec, algo)
-            .unwrap();
-        assert_close(
-            &format!("transposed {algo:?}"),
-            &y.download().unwrap(),
-            &want,
-            sum_atol(64),
-            1e-4,
-        );
-    }
+    transposed_through_wide_gemms(&gpu, &mut rng, [1, 16, 8, 8], [16, 64, 4, 4], "whole tiles");
 }
 
 #[test]
@@ -111,14 +134,9 @@ fn wide_gemms_split_over_k_where_a_layer_has_few_output_tiles() {
         ..Default::default()
     };
     // (x, w, spec, act): 2 and 4 parts over K (576 and 1152 deep), a short last part, groups.
-    let relu = convpool::Activation::Relu;
+    let relu = Activation::Relu;
     let cases = [
-        (
-            [1, 64, 4, 4],
-            [32, 64, 3, 3],
-            same,
-            convpool::Activation::Identity,
-        ),
+        ([1, 64, 4, 4], [32, 64, 3, 3], same, Activation::Identity),
         ([2, 128, 5, 5], [48, 128, 3, 3], Conv2d::default(), relu),
         (
             [1, 132, 3, 7],
@@ -128,52 +146,10 @@ fn wide_gemms_split_over_k_where_a_layer_has_few_output_tiles() {
         ),
     ];
     for (xs, ws, spec, act) in cases {
-        let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
-        let want = cpu::conv2d_act(&x, &w, Some(&b), &spec, act).unwrap();
-        let (gx, gw, gb) = (
-            gpu.upload(&x).unwrap(),
-            gpu.upload(&w).unwrap(),
-            gpu.upload(&b).unwrap(),
-        );
-        for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
-            let y = gpu
-                .conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
-                .unwrap();
-            let got = y.download().unwrap();
-            let what = format!("{algo:?} {xs:?} {ws:?}");
-            assert_close(&what, &got, &want, sum_atol(ws[1] * 9), 1e-4);
-            let again = gpu
-                .conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
-                .unwrap();
-            assert_eq!(
-                again.download().unwrap(),
-                got,
-                "{what}: the same bits twice"
-            );
-        }
+        conv_through_wide_gemms(&gpu, &mut rng, (xs, ws, spec, act));
     }
     // A transposed convolution whose phases split: 256 input channels, 4 taps per phase.
-    let x = rng.tensor([1, 256, 3, 3]);
-    let w = rng.tensor([256, 16, 4, 4]);
-    let spec = ConvTranspose2d {
-        stride: [2, 2],
-        padding: [1, 1],
-        ..Default::default()
-    };
-    let want = cpu::conv_transpose2d(&x, &w, None, &spec).unwrap();
-    let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
-    for algo in [ConvAlgo::GemmWide32, ConvAlgo::GemmWide64] {
-        let y = gpu
-            .conv_transpose2d_with(&gx, &gw, None, &spec, algo)
-            .unwrap();
-        assert_close(
-            &format!("transposed split {algo:?}"),
-            &y.download().unwrap(),
-            &want,
-            sum_atol(1024),
-            1e-4,
-        );
-    }
+    transposed_through_wide_gemms(&gpu, &mut rng, [1, 256, 3, 3], [256, 16, 4, 4], "split");
 }
 
 #[test]
