@@ -466,3 +466,30 @@ fn the_builder_picks_adapters_in_code() {
         .unwrap();
     assert_eq!(on_backend.adapter_info().backend, backend);
 }
+
+#[test]
+fn a_buffer_of_another_device_is_an_err_not_a_panic() {
+    let Some((_, other, _)) = app_device() else {
+        return;
+    };
+    let Some(gpu) = gpu() else { return };
+    let foreign = app_buffer(&other, &[1.0; 8], APP_USAGE);
+    // Wrapping cannot tell the buffer's device; the first op that binds it refuses it.
+    let t = GpuTensor::<f32>::from_buffer(&gpu, foreign, [8]).unwrap();
+    // An op recorded just before, not yet submitted, survives the refusal.
+    let before = gpu
+        .upload(&Tensor::new([2], vec![3.0, 4.0]).unwrap())
+        .unwrap();
+    let pending = gpu.add(&before, &before).unwrap();
+    let r = gpu.add(&t, &t);
+    assert!(matches!(r, Err(Error::Gpu { op: "add", .. })), "{r:?}");
+    assert_eq!(pending.download().unwrap().data(), &[6.0, 8.0]);
+    // The Gpu stays usable.
+    let ok = gpu
+        .upload(&Tensor::new([2], vec![1.0, 2.0]).unwrap())
+        .unwrap();
+    assert_eq!(
+        gpu.add(&ok, &ok).unwrap().download().unwrap().data(),
+        &[2.0, 4.0]
+    );
+}

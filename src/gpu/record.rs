@@ -274,15 +274,20 @@ impl Gpu {
                 usage: wgpu::BufferUsages::UNIFORM,
             })
         };
+        // Pipelines and bind groups first, in error scopes of their own: a resource the
+        // device refuses (another device's buffer, say) is an `Err` before anything is
+        // recorded, so the pending encoder, which holds earlier ops' work, stays valid.
+        let (_params, bound) = self.scoped(op, || {
+            let params = params();
+            let bound = self.bind(op, passes, &params, &offsets);
+            (params, bound)
+        })?;
         let timer = self.inner.profiler.timer(d);
         if clear.is_empty() && timer.is_none() {
             // Into the pass left open by the previous op (see `Pending`).
-            return self.record_dispatches(op, |cpass| {
-                self.dispatch(op, cpass, passes, &params(), &offsets, &grids)
-            });
+            return self.record_dispatches(op, |cpass| dispatch(cpass, &bound, &grids));
         }
         self.record(op, |encoder| {
-            let params = params();
             for b in clear {
                 encoder.clear_buffer(b, 0, None);
             }
@@ -295,7 +300,7 @@ impl Gpu {
                         end_of_pass_write_index: Some(1),
                     }),
                 });
-                self.dispatch(op, &mut cpass, passes, &params, &offsets, &grids);
+                dispatch(&mut cpass, &bound, &grids);
             }
             if let Some(t) = timer {
                 self.inner.profiler.finish(encoder, t);
@@ -303,58 +308,73 @@ impl Gpu {
         })
     }
 
-    /// Records `passes` into `cpass`: pipeline, bind group (params at `offsets` in `params`,
-    /// resources checked by `launch`) and dispatch of `grids` workgroups each.
-    pub(super) fn dispatch(
+    /// The pipeline and bind group of each pass (params at `offsets` in `params`, resources
+    /// counted by `launch`); `None` for a pass of no workgroups.
+    fn bind(
         &self,
         op: &'static str,
-        cpass: &mut wgpu::ComputePass<'_>,
         passes: &[Pass<'_>],
         params: &wgpu::Buffer,
         offsets: &[u64],
-        grids: &[(u32, u32, u32)],
-    ) {
+    ) -> Vec<Option<(std::sync::Arc<kernels::Pipeline>, wgpu::BindGroup)>> {
         let d = &self.inner.device;
-        for ((p, &offset), &(x, y, z)) in passes.iter().zip(offsets).zip(grids) {
-            if p.workgroups == 0 {
-                continue;
-            }
-            let pipe = self.inner.cache.get(d, p.kernel, p.window);
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: params,
-                    offset,
-                    size: std::num::NonZeroU64::new(p.params.len() as u64),
-                }),
-            }];
-            let mut buffers = p.buffers.iter();
-            for slot in p.kernel.bindings() {
-                use kernels::Binding::*;
-                // Counted against the bindings in `launch`.
-                let resource = match (slot, p.texture) {
-                    (Texture(_) | StorageTexture(_), Some(view)) => {
-                        wgpu::BindingResource::TextureView(view)
-                    }
-                    (Uniform(_), _) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: buffers.next().expect("checked"),
-                        offset: p.uniform_offset,
-                        size: std::num::NonZeroU64::new(kernels::UNIFORM_WINDOW),
+        passes
+            .iter()
+            .zip(offsets)
+            .map(|(p, &offset)| {
+                if p.workgroups == 0 {
+                    return None;
+                }
+                let pipe = self.inner.cache.get(d, p.kernel, p.window);
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: params,
+                        offset,
+                        size: std::num::NonZeroU64::new(p.params.len() as u64),
                     }),
-                    _ => buffers.next().expect("checked").as_entire_binding(),
-                };
-                entries.push(wgpu::BindGroupEntry {
-                    binding: slot.index(),
-                    resource,
+                }];
+                let mut buffers = p.buffers.iter();
+                for slot in p.kernel.bindings() {
+                    use kernels::Binding::*;
+                    // Counted against the bindings in `launch`.
+                    let resource = match (slot, p.texture) {
+                        (Texture(_) | StorageTexture(_), Some(view)) => {
+                            wgpu::BindingResource::TextureView(view)
+                        }
+                        (Uniform(_), _) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: buffers.next().expect("checked"),
+                            offset: p.uniform_offset,
+                            size: std::num::NonZeroU64::new(kernels::UNIFORM_WINDOW),
+                        }),
+                        _ => buffers.next().expect("checked").as_entire_binding(),
+                    };
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: slot.index(),
+                        resource,
+                    });
+                }
+                let bind = d.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(op),
+                    layout: &pipe.layout,
+                    entries: &entries,
                 });
-            }
-            let bind = d.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(op),
-                layout: &pipe.layout,
-                entries: &entries,
-            });
+                Some((pipe, bind))
+            })
+            .collect()
+    }
+}
+
+/// Records the bound passes into `cpass`, `grids` workgroups each.
+fn dispatch(
+    cpass: &mut wgpu::ComputePass<'_>,
+    bound: &[Option<(std::sync::Arc<kernels::Pipeline>, wgpu::BindGroup)>],
+    grids: &[(u32, u32, u32)],
+) {
+    for (b, &(x, y, z)) in bound.iter().zip(grids) {
+        if let Some((pipe, bind)) = b {
             cpass.set_pipeline(&pipe.pipeline);
-            cpass.set_bind_group(0, &bind, &[]);
+            cpass.set_bind_group(0, bind, &[]);
             cpass.dispatch_workgroups(x, y, z);
         }
     }
