@@ -118,7 +118,7 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<(Tensor, Tensor<u32>)> {
     let g = p.geometry("max_pool2d", x.shape())?;
     let [h, w] = g.input;
     let [oh, ow] = g.output;
-    if whole_disjoint_windows(&g) && oh * ow > 0 && g.n * g.c > 0 {
+    if g.windows_whole_and_disjoint() && oh * ow > 0 && g.n * g.c > 0 {
         return max_pool_disjoint(&g, x);
     }
     let mut vals = Tensor::zeros(g.output_shape())?;
@@ -195,7 +195,7 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let g = p.geometry("avg_pool2d", x.shape())?;
     let [h, w] = g.input;
     let [oh, ow] = g.output;
-    if whole_disjoint_windows(&g) && oh * ow > 0 && g.n * g.c > 0 {
+    if g.windows_whole_and_disjoint() && oh * ow > 0 && g.n * g.c > 0 {
         return avg_pool_disjoint(&g, x);
     }
     let mut out = Tensor::zeros(g.output_shape())?;
@@ -219,18 +219,6 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
             }
         });
     Ok(out)
-}
-
-/// Whether every window is whole and no two overlap: stride = kernel, no padding, no dilation,
-/// and the last window of each axis inside the input (rows or columns past it are unread).
-/// Then every divisor is `kH·kW`.
-fn whole_disjoint_windows(g: &PoolGeometry) -> bool {
-    (0..2).all(|a| {
-        g.stride[a] == g.kernel[a]
-            && g.padding[a] == 0
-            && g.dilation[a] == 1
-            && g.output[a] * g.kernel[a] <= g.input[a]
-    })
 }
 
 /// Average pooling over whole, disjoint windows in one pass: each input element read once,

@@ -95,15 +95,22 @@ impl PoolGeometry {
         };
         count(0, oh) * count(1, ow)
     }
-    /// Whether the windows tile the input exactly: each input element lies in exactly one
-    /// window (stride = kernel, no padding, no dilation, input = output · kernel per axis).
-    pub fn tiles_exactly(&self) -> bool {
+    /// Whether every window is whole and no two overlap: stride = kernel, no padding, no
+    /// dilation, and the last window of each axis inside the input (rows or columns past it
+    /// are in no window). Then every divisor is `kH·kW`.
+    pub fn windows_whole_and_disjoint(&self) -> bool {
         (0..2).all(|a| {
             self.stride[a] == self.kernel[a]
                 && self.padding[a] == 0
                 && self.dilation[a] == 1
-                && self.input[a] == self.output[a] * self.kernel[a]
+                && self.output[a] * self.kernel[a] <= self.input[a]
         })
+    }
+    /// Whether the windows tile the input exactly: each input element lies in exactly one
+    /// window (whole, disjoint windows, and input = output · kernel per axis).
+    pub fn tiles_exactly(&self) -> bool {
+        self.windows_whole_and_disjoint()
+            && (0..2).all(|a| self.input[a] == self.output[a] * self.kernel[a])
     }
 }
 
