@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use super::conv_choice::ConvAlgo;
+use super::conv_wide::Wide;
 use super::{Gpu, GpuTensor, Pass};
 use crate::activation::Activation;
 use crate::error::Result;
@@ -450,22 +451,25 @@ impl Gpu {
             x,
         }) = rows
         else {
-            let (kernel, tile) = match algo {
-                ConvAlgo::Gemm if self.inner.subgroup_gemm => (Kernel::ConvGemmSg, SUBGROUP_TILE),
-                ConvAlgo::GemmWide32 => (Kernel::ConvGemmWide32, [32; 2]),
-                ConvAlgo::GemmWide64 => (Kernel::ConvGemmWide64, [64; 2]),
-                _ => (Kernel::ConvGemm, [GEMM_TILE as u32; 2]),
-            };
-            let params = GemmParams {
+            let tiled = |tile: [u32; 2]| GemmParams {
                 m_tiles: params.m.div_ceil(tile[0]),
                 n_tiles: params.n.div_ceil(tile[1]),
                 ..params
             };
-            if !matches!(kernel, Kernel::ConvGemmWide32 | Kernel::ConvGemmWide64) {
-                let buffers = buffers.to_vec();
-                return vec![Pass::tiled(kernel, &params, buffers, params.workgroups())];
+            if let Some(wide) = Wide::of(algo) {
+                return self.wide_passes(wide, tiled([wide.tile; 2]), buffers, split);
             }
-            return self.wide_passes(kernel, tile, params, buffers, split);
+            let (kernel, tile) = match algo {
+                ConvAlgo::Gemm if self.inner.subgroup_gemm => (Kernel::ConvGemmSg, SUBGROUP_TILE),
+                _ => (Kernel::ConvGemm, [GEMM_TILE as u32; 2]),
+            };
+            let params = tiled(tile);
+            return vec![Pass::tiled(
+                kernel,
+                &params,
+                buffers.to_vec(),
+                params.workgroups(),
+            )];
         };
         // Output rows padded to whole lanes of 8 columns.
         let row_w = params.out_w.next_multiple_of(ROWS_TILE[1] / 8);

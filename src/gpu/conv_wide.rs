@@ -9,6 +9,34 @@ use super::{Gpu, GpuTensor, Pass};
 use crate::error::Result;
 use crate::gpu::kernels::Kernel;
 
+/// A wide GEMM configuration: its square tile, and its kernels for any shape and for conv2d
+/// on whole tiles (vec4 weights and outputs).
+#[derive(Clone, Copy)]
+pub(super) struct Wide {
+    pub tile: u32,
+    kernel: Kernel,
+    v4: Kernel,
+}
+
+impl Wide {
+    /// The configuration `algo` names, if it is a wide GEMM.
+    pub(super) fn of(algo: ConvAlgo) -> Option<Wide> {
+        match algo {
+            ConvAlgo::GemmWide32 => Some(Wide {
+                tile: 32,
+                kernel: Kernel::ConvGemmWide32,
+                v4: Kernel::ConvGemmWide32V4,
+            }),
+            ConvAlgo::GemmWide64 => Some(Wide {
+                tile: 64,
+                kernel: Kernel::ConvGemmWide64,
+                v4: Kernel::ConvGemmWide64V4,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The override constants of a wide GEMM pass with tile `tile` (shaders/conv_gemm_wide.wgsl):
 /// `FULL_TILES` where m, n and k are whole tiles (k: 16 deep), `PAD_FREE` for a conv2d whose
 /// windows all stay inside the input.
@@ -49,10 +77,8 @@ impl Gpu {
         algo: ConvAlgo,
         p: &GemmParams,
     ) -> Result<Option<(GpuTensor, u32)>> {
-        let tile = match algo {
-            ConvAlgo::GemmWide32 => 32,
-            ConvAlgo::GemmWide64 => 64,
-            _ => return Ok(None),
+        let Some(Wide { tile, .. }) = Wide::of(algo) else {
+            return Ok(None);
         };
         let tiles = p.batch * p.groups * p.m.div_ceil(tile) * p.n.div_ceil(tile);
         let Some(k_part) = wide_k_part(tiles, p.k) else {
@@ -65,28 +91,25 @@ impl Gpu {
         Ok(Some((self.alloc(op, &[len as usize])?, k_part)))
     }
 
-    /// The passes of wide GEMM `kernel` (tile `tile`) for `params`: one pass, on whole tiles of
-    /// conv2d its vec4 variant; with `split` (partials buffer, K per part) the parts into the
-    /// partials and their ordered sum into the output. `buffers`: input, weights, bias,
-    /// output, im2col table.
+    /// The passes of wide GEMM `wide` for `params` (its tile counts set): one pass, on whole
+    /// tiles of conv2d its vec4 variant; with `split` (partials buffer, K per part) the parts
+    /// into the partials and their ordered sum into the output. `buffers`: input, weights,
+    /// bias, output, im2col table.
     pub(super) fn wide_passes<'a>(
         &self,
-        kernel: Kernel,
-        tile: [u32; 2],
+        wide: Wide,
         params: GemmParams,
         buffers: [&'a wgpu::Buffer; 5],
         split: Option<(&'a wgpu::Buffer, u32)>,
     ) -> Vec<Pass<'a>> {
-        let window = wide_constants(&params, tile);
+        let window = wide_constants(&params, [wide.tile; 2]);
         let Some((partial, k_part)) = split else {
             let [x, w, bias, y, table] = buffers;
             // conv2d on whole tiles: weights and outputs as vec4.
-            let (kernel, buffers) = match (window[0] == 1 && params.mode == 0, kernel) {
-                (true, Kernel::ConvGemmWide32) => {
-                    (Kernel::ConvGemmWide32V4, vec![x, bias, table, w, y])
-                }
-                (true, _) => (Kernel::ConvGemmWide64V4, vec![x, bias, table, w, y]),
-                (false, _) => (kernel, buffers.to_vec()),
+            let (kernel, buffers) = if window[0] == 1 && params.mode == 0 {
+                (wide.v4, vec![x, bias, table, w, y])
+            } else {
+                (wide.kernel, buffers.to_vec())
             };
             let pass = Pass::tiled(kernel, &params, buffers, params.workgroups());
             return vec![Pass { window, ..pass }];
@@ -96,7 +119,7 @@ impl Gpu {
         let parts = params.k.div_ceil(k_part) as u64;
         let [x, w, bias, y, table] = buffers;
         let gemm = Pass::tiled(
-            kernel,
+            wide.kernel,
             &params,
             vec![x, w, bias, partial, table],
             params.workgroups() * parts,
