@@ -41,6 +41,8 @@ pub(crate) struct Tuner {
     pinned: Mutex<HashMap<String, ConvAlgo>>,
     /// Keys timed by this `Gpu` (for tests: a process with a full cache times none).
     timed: AtomicUsize,
+    /// The part of every key that is this `Gpu`'s (see `Gpu::tune_key`).
+    prefix: std::sync::OnceLock<String>,
 }
 
 /// Where the cache lives by default: `$XDG_CACHE_HOME/convpool/tune.json`, else
@@ -147,6 +149,7 @@ impl Tuner {
             cache,
             pinned: Mutex::new(pinned),
             timed: AtomicUsize::new(0),
+            prefix: Default::default(),
         }
     }
 }
@@ -178,19 +181,26 @@ impl Gpu {
             .collect()
     }
 
+    /// The key of convolution `op` of geometry `g`: this `Gpu`'s part (adapter, crate version,
+    /// candidate set; made once), then the op's.
     fn tune_key(&self, op: &str, g: &ConvGeometry) -> String {
-        let i = &self.inner.info;
-        let names: Vec<String> = self.candidates().iter().map(|a| format!("{a:?}")).collect();
+        let prefix = self.inner.tuner.prefix.get_or_init(|| {
+            let i = &self.inner.info;
+            let names: Vec<String> = self.candidates().iter().map(|a| format!("{a:?}")).collect();
+            format!(
+                "adapter={:#x}:{:#x}:{}:{}:{:?}|convpool={}|candidates={:016x}",
+                i.vendor,
+                i.device,
+                i.driver,
+                i.driver_info,
+                i.backend,
+                env!("CARGO_PKG_VERSION"),
+                fnv(&names.join(",")),
+            )
+        });
         let b = |v: usize| v.next_power_of_two();
         format!(
-            "adapter={:#x}:{:#x}:{}:{}:{:?}|convpool={}|candidates={:016x}|op={op}|kernel={:?}|stride={:?}|dilation={:?}|pad={:?}/{:?}|groups={}|n={}|c={}x{}|hw={}x{}",
-            i.vendor,
-            i.device,
-            i.driver,
-            i.driver_info,
-            i.backend,
-            env!("CARGO_PKG_VERSION"),
-            fnv(&names.join(",")),
+            "{prefix}|op={op}|kernel={:?}|stride={:?}|dilation={:?}|pad={:?}/{:?}|groups={}|n={}|c={}x{}|hw={}x{}",
             g.kernel,
             g.stride,
             g.dilation,
@@ -210,7 +220,7 @@ impl Gpu {
         &self,
         timestamps: bool,
         run: &impl Fn(ConvAlgo) -> Result<()>,
-    ) -> Result<Vec<(ConvAlgo, f64)>> {
+    ) -> Vec<(ConvAlgo, f64)> {
         let mut scores = Vec::new();
         for a in self.candidates() {
             let sample = || -> Result<f64> {
@@ -235,7 +245,7 @@ impl Gpu {
             times.sort_by(f64::total_cmp);
             scores.push((a, times[SAMPLES / 2]));
         }
-        Ok(scores)
+        scores
     }
 
     /// The kernel for a convolution `op` of geometry `g` asked to run with `algo`: `algo`
@@ -274,7 +284,6 @@ impl Gpu {
         TIMING.set(true);
         let scores = self.time_candidates(timestamps, &run);
         TIMING.set(false);
-        let scores = scores?;
         let heuristic = scores.iter().find(|s| s.0 == ConvAlgo::Auto).map(|s| s.1);
         let best = scores
             .iter()
