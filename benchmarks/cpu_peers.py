@@ -16,8 +16,8 @@ import json
 import os
 import subprocess
 import sys
-import time
-import statistics
+
+from peer_rows import row, timed
 
 
 def ort_workloads():
@@ -90,27 +90,6 @@ def session(node, feeds, weights, outputs, threads):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]), ins
-
-
-def timed(f, runs):
-    for _ in range(3):
-        f()
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter()
-        f()
-        t.append((time.perf_counter() - s) * 1e3)
-    return statistics.median(t), min(t), max(t)
-
-
-def row(wid, op, backend, med, lo, hi, gflop, gb, where):
-    return {
-        "workload": wid, "op": op, "backend": backend,
-        "median_ms": med, "min_ms": lo, "max_ms": hi,
-        "gflops": gflop / (med / 1e3) if gflop else None,
-        "gbps": gb / (med / 1e3) if gb else None,
-        "kernel_ms": None, "adapter": where,
-    }
 
 
 def onnxruntime_rows(threads, runs):

@@ -14,13 +14,12 @@ Prints one JSON row per workload in the bench report's format, backend "pytorch-
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
+from peer_rows import row, timed
 
 FORWARD = {"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"}
 
@@ -129,19 +128,6 @@ class SegNet(torch.nn.Module):
         return self.c5(F.relu(self.c4(u1)))
 
 
-def timed(f, runs, sync):
-    for _ in range(3):
-        f()
-    sync()
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter()
-        f()
-        sync()
-        t.append((time.perf_counter() - s) * 1e3)
-    return statistics.median(t), min(t), max(t)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -174,20 +160,10 @@ def main():
         with torch.inference_mode(wid in FORWARD):
             f, gflop, gb = make()
             med, lo, hi = timed(f, a.runs, sync)
-        row = {
-            "workload": wid,
-            "op": op,
-            "backend": f"pytorch-{a.device}",
-            "median_ms": med,
-            "min_ms": lo,
-            "max_ms": hi,
-            "gflops": gflop / (med / 1e3) if gflop else None,
-            "gbps": gb / (med / 1e3) if gb else None,
-            "kernel_ms": None,
-            "adapter": f"PyTorch {torch.__version__} on {where}",
-        }
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        r = row(wid, op, f"pytorch-{a.device}", med, lo, hi, gflop, gb,
+                f"PyTorch {torch.__version__} on {where}")
+        rows.append(r)
+        print(json.dumps(r), flush=True)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(rows, fh, indent=2)
