@@ -6,7 +6,7 @@ use common::{
     assert_close, assert_exact, fixed_conv_cases, random_case, random_transpose_case, sum_atol,
     sweep, Rng,
 };
-use convpool::{cpu, fast, Conv2d, ConvTranspose2d, Padding, Pool2d, Tensor};
+use convpool::{cpu, fast, Activation, Conv2d, ConvTranspose2d, Padding, Pool2d, Tensor};
 
 #[test]
 fn fast_conv2d_matches_the_reference() {
@@ -59,6 +59,40 @@ fn fast_conv2d_winograd_layers_match_the_reference() {
         assert_close(&what, &got, &want, sum_atol(ws[1] * 9), 1e-4);
         let again = fast::conv2d(&x, &w, Some(&b), &spec).unwrap();
         assert_exact(&format!("{what} twice"), &again, &got);
+    }
+}
+
+/// Layers with few input channels (network stems), which the fast path runs as a direct
+/// convolution on AVX-512 machines (src/fast/conv/stem.rs, whose unit tests check the choice
+/// and the kernel on its edge shapes), with and without a fused activation.
+#[test]
+fn fast_conv2d_stem_layers_match_the_reference() {
+    let mut rng = Rng::new(4);
+    let spec = |stride, p| Conv2d {
+        stride,
+        padding: Padding::uniform(p),
+        ..Default::default()
+    };
+    for (xs, ws, spec) in [
+        ([1, 3, 37, 45], [64, 3, 7, 7], spec([2, 2], 3)),
+        ([2, 3, 9, 33], [24, 3, 3, 3], spec([1, 1], 1)),
+        (
+            [1, 4, 6, 40],
+            [8, 2, 3, 2],
+            Conv2d {
+                groups: 2,
+                ..spec([1, 2], 1)
+            },
+        ),
+    ] {
+        let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
+        let what = format!("{xs:?} {ws:?} {spec:?}");
+        let want = cpu::conv2d(&x, &w, Some(&b), &spec).unwrap();
+        let got = fast::conv2d(&x, &w, Some(&b), &spec).unwrap();
+        assert_close(&what, &got, &want, sum_atol(ws[1] * ws[2] * ws[3]), 1e-4);
+        let relu = fast::conv2d_act(&x, &w, Some(&b), &spec, Activation::Relu).unwrap();
+        let want_relu = cpu::activation(&got, Activation::Relu).unwrap();
+        assert_exact(&format!("{what} relu"), &relu, &want_relu);
     }
 }
 

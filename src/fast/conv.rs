@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
+mod stem;
 mod winograd;
 
 /// Output columns (pixels) per conv2d task: a band of whole output rows.
@@ -253,6 +254,10 @@ pub(super) fn conv2d_geom(
                 winograd::conv2d(&g, x, w, bias, (dst, act))
             })
         };
+    }
+    if stem::applies(&g) {
+        // SAFETY: the stem kernel writes every output element (stem::conv2d).
+        return unsafe { output(shape, ow, |dst| stem::conv2d(&g, x, w, bias, (dst, act))) };
     }
     // A 1×1 convolution with stride 1 and no padding reads its input as the GEMM operand.
     let direct =

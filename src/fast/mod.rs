@@ -1,9 +1,11 @@
 //! The fast CPU path: im2col + GEMM (the `gemm` crate) for the convolutions, Winograd
-//! F(2×2, 3×3) for wide 3×3 stride-1 layers, and rayon-parallel loops for pooling. It is what
+//! F(2×2, 3×3) for wide 3×3 stride-1 layers, a direct AVX-512 kernel for stems (few input
+//! channels), and rayon-parallel loops for pooling. It is what
 //! to run where no GPU adapter exists, and the honest CPU side of a GPU-vs-CPU comparison.
 //! Every function here is tested against the plain reference in [`crate::cpu`], which stays
-//! the oracle. Results are deterministic: work is split over
-//! disjoint outputs, never over a sum, and how it is split depends on the shapes alone.
+//! the oracle. Results are deterministic: work is split over disjoint outputs, never over a
+//! sum, and how it is split depends on the shapes alone (the stem kernel's bands follow the
+//! thread count, but each of its outputs is summed whole, in one order, by one task).
 //!
 //! The convolutions split their work into tasks themselves — bands of output rows, chunks of
 //! output channels — and run one single-threaded GEMM per task on rayon's pool. On the 2-core
