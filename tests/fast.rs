@@ -34,8 +34,9 @@ fn fast_conv2d_matches_the_reference() {
 }
 
 /// 3×3 stride-1 layers with enough channels and tiles, which the fast path runs as Winograd
-/// F(2×2, 3×3) (src/fast/conv/winograd.rs, whose unit tests check the choice and the kernel on
-/// its edge shapes).
+/// F(2×2, 3×3): on small images through the AVX-512 kernel where the CPU has it
+/// (src/fast/conv/winograd_avx512.rs), else the portable one (src/fast/conv/winograd.rs); the
+/// unit tests of both check the choice and the kernels on their edge shapes.
 #[test]
 fn fast_conv2d_winograd_layers_match_the_reference() {
     let mut rng = Rng::new(3);
@@ -51,6 +52,8 @@ fn fast_conv2d_winograd_layers_match_the_reference() {
             Conv2d { groups: 2, ..same },
         ),
         ([3, 40, 11, 10], [36, 40, 3, 3], Conv2d::default()),
+        // More tiles per image (12 × 12) than the AVX-512 kernel takes: the portable one.
+        ([1, 32, 24, 24], [32, 32, 3, 3], same),
     ] {
         let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));
         let got = fast::conv2d(&x, &w, Some(&b), &spec).unwrap();

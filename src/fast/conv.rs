@@ -14,8 +14,12 @@ use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
+#[cfg(test)]
+mod kernel_check;
 mod stem;
 mod winograd;
+#[cfg(target_arch = "x86_64")]
+mod winograd_avx512;
 
 /// Output columns (pixels) per conv2d task: a band of whole output rows.
 const BAND_COLUMNS: usize = 256;
@@ -246,6 +250,15 @@ pub(super) fn conv2d_geom(
     let shape = g.output_shape();
     if shape.contains(&0) {
         return Tensor::zeros(shape);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if winograd_avx512::applies(&g) {
+        // SAFETY: the kernel writes every output element (winograd_avx512::conv2d).
+        return unsafe {
+            output(shape, ow, |dst| {
+                winograd_avx512::conv2d(&g, x, w, bias, (dst, act))
+            })
+        };
     }
     if winograd::applies(&g) {
         // SAFETY: the Winograd kernel writes every output element (winograd::conv2d).

@@ -27,7 +27,7 @@ const XI: usize = 16;
 /// Tiles per task, about: the width of each of the 16 products. With 64 channels the band's
 /// transformed input and products take 460 KB each. 112 = 7·16 ran 3–7% faster than 128 or
 /// 196 on W1 and W2 (whole vectors of the GEMM's kernel).
-const BAND_TILES: usize = 112;
+pub(super) const BAND_TILES: usize = 112;
 /// Channels per group, in and out, from which the transforms pay for themselves: at 56×56,
 /// 16 → 16 channels ran as fast as im2col, 16 → 64 slower, 32 → 32 24% faster.
 const MIN_CHANNELS: usize = 32;
@@ -407,22 +407,9 @@ pub(super) fn conv2d(
 
 #[cfg(test)]
 mod tests {
+    use super::super::kernel_check::check;
     use super::*;
     use crate::params::conv::{Conv2d, Padding};
-    use crate::tensor::Tensor;
-
-    /// Seeded values in [-1, 1).
-    fn tensor(shape: &[usize], seed: &mut u64) -> Tensor {
-        let data = (0..shape.iter().product())
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (*seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect();
-        Tensor::new(shape.to_vec(), data).unwrap()
-    }
 
     fn spec(padding: Padding, groups: usize) -> Conv2d {
         Conv2d {
@@ -430,41 +417,6 @@ mod tests {
             groups,
             ..Default::default()
         }
-    }
-
-    /// Runs this module's conv2d directly (whether or not [`applies`] holds) against the
-    /// reference, and twice for bitwise equality.
-    fn check(xs: [usize; 4], ws: [usize; 4], spec: Conv2d, seed: &mut u64) {
-        let (x, w, b) = (tensor(&xs, seed), tensor(&ws, seed), tensor(&[ws[0]], seed));
-        let g = spec.geometry(x.shape(), w.shape(), Some(&[ws[0]])).unwrap();
-        let want = crate::cpu::conv2d(&x, &w, Some(&b), &spec).unwrap();
-        let run = || {
-            // NaN where nothing is written: every element must be.
-            let mut out = vec![f32::NAN; want.data().len()];
-            conv2d(
-                &g,
-                x.data(),
-                w.data(),
-                Some(b.data()),
-                (Dst::new(&mut out, g.output[1]), Activation::Identity),
-            );
-            out
-        };
-        let got = run();
-        // The tolerance of the fast path's integration tests (tests/common: sum_atol, 1e-4).
-        let terms = (ws[1] * 9) as f32;
-        let atol = 1e-5 * (terms / 64.0).sqrt().max(1.0);
-        for (i, (a, e)) in got.iter().zip(want.data()).enumerate() {
-            assert!(
-                (a - e).abs() <= atol + 1e-4 * e.abs(),
-                "{xs:?} {ws:?} {spec:?}: element {i}: got {a}, want {e}"
-            );
-        }
-        assert_eq!(
-            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            run().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            "{xs:?} {ws:?}: not deterministic"
-        );
     }
 
     #[test]
@@ -494,7 +446,7 @@ mod tests {
             ([1, 64, 9, 7], [64, 32, 3, 3], spec(asym, 2)),
             ([1, 6, 3, 5], [3, 6, 3, 3], spec(valid, 1)),
         ] {
-            check(xs, ws, spec, &mut seed);
+            check(conv2d, xs, ws, spec, &mut seed);
         }
     }
 

@@ -1,0 +1,56 @@
+//! The unit tests' check of one conv2d kernel, called directly (whether or not its `applies`
+//! holds) against the plain reference: without a bias, and with one and a fused activation;
+//! every element written; and twice for bitwise equality.
+
+use super::Dst;
+use crate::activation::Activation;
+use crate::params::conv::{Conv2d, ConvGeometry};
+use crate::tensor::Tensor;
+
+/// A kernel's entry point: `conv2d(g, x, w, bias, (out, act))`.
+pub(super) type Kernel = fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>, (Dst, Activation));
+
+/// Seeded values in [-1, 1).
+pub(super) fn tensor(shape: &[usize], seed: &mut u64) -> Tensor {
+    let data = (0..shape.iter().product())
+        .map(|_| {
+            *seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (*seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect();
+    Tensor::new(shape.to_vec(), data).unwrap()
+}
+
+/// Runs `kernel` on seeded inputs of shapes `xs`, `ws` under `spec` and checks it as the
+/// module says, within the fast path's tolerance (tests/common: `sum_atol`, rtol 1e-4).
+pub(super) fn check(kernel: Kernel, xs: [usize; 4], ws: [usize; 4], spec: Conv2d, seed: &mut u64) {
+    let (x, w, b) = (tensor(&xs, seed), tensor(&ws, seed), tensor(&[ws[0]], seed));
+    let g = spec.geometry(x.shape(), w.shape(), Some(&[ws[0]])).unwrap();
+    let what = format!("{xs:?} {ws:?} {spec:?}");
+    let leaky = Activation::LeakyRelu { slope: 0.25 };
+    for (bias, act) in [(None, Activation::Identity), (Some(&b), leaky)] {
+        let conv = crate::cpu::conv2d(&x, &w, bias, &spec).unwrap();
+        let want = crate::cpu::activation(&conv, act).unwrap();
+        let run = || {
+            // NaN where nothing is written: every element must be.
+            let mut out = vec![f32::NAN; want.data().len()];
+            let dst = Dst::new(&mut out, g.output[1]);
+            kernel(&g, x.data(), w.data(), bias.map(Tensor::data), (dst, act));
+            out
+        };
+        let got = run();
+        let terms = (ws[1] * ws[2] * ws[3]) as f32;
+        let atol = 1e-5 * (terms / 64.0).sqrt().max(1.0);
+        for (i, (a, e)) in got.iter().zip(want.data()).enumerate() {
+            assert!(
+                (a - e).abs() <= atol + 1e-4 * e.abs(),
+                "{what} bias {}: element {i}: got {a}, want {e}",
+                bias.is_some()
+            );
+        }
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&run()), "{what}: not deterministic");
+    }
+}

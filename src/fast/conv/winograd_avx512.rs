@@ -1,0 +1,556 @@
+//! Winograd F(2×2, 3×3) on AVX-512 for layers on small images (all of an image's tiles in one
+//! band, such as 14×14 at 256 channels): the transforms of [`super::winograd`], laid out so
+//! that the 16 points ξ of a tile fill one vector.
+//!
+//! The portable kernel runs 16 GEMMs, one per point, across the tiles; with 49 tiles (14×14)
+//! the GEMM's vectors of tiles are a quarter empty. Here the product runs along the points:
+//! for output channel `oc` and tile `t`, `M[oc][t][ξ] = Σ_ic U[oc][ic][ξ] · V[ic][t][ξ]`,
+//! elementwise over the 16 points, so every multiply-add is a whole vector, and a register
+//! block of 4 output channels × 6 tiles loads 4 + 6 vectors per input channel for 24
+//! multiply-adds. The weight transform writes each kernel's 16 points contiguously (9
+//! multiply-adds of its broadcast taps by constant vectors), the input transform each tile's
+//! (shuffles of its 4×4 patch), and the output transform `Aᵀ M A` runs on each accumulator
+//! in registers, with the bias, before its 2×2 outputs are stored.
+//!
+//! Tasks: first the input transform, over (image, group, chunk of input channels); then
+//! (image, group, chunk of output channels), each transforming its chunk's weights into its
+//! own block and running its products. Every output is summed over the input channels, in
+//! order, by one task, and the split depends on the shapes alone, so results are
+//! deterministic.
+
+use rayon::prelude::*;
+
+use super::{winograd, with_block, with_matrix, Dst, BLOCK_FLOATS, MIN_TASKS};
+use crate::activation::Activation;
+use crate::params::conv::ConvGeometry;
+
+/// Points of the transform domain (4×4): one vector.
+const XI: usize = 16;
+/// Output channels per register block (the remainder runs in blocks of 1).
+const MR: usize = 4;
+/// Tiles per register block (the remainder runs in one smaller block).
+const NT: usize = 6;
+/// Tiles per image up to which this kernel runs: the portable kernel's band
+/// ([`winograd::BAND_TILES`]), beyond which it keeps its cores busy with bands of its own.
+const MAX_TILES: usize = winograd::BAND_TILES;
+/// Tasks per image and group, about, for each of the two passes.
+const TASKS: usize = 2 * MIN_TASKS;
+
+/// Whether this machine can run the kernel (AVX-512F, detected once at run time).
+fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether conv2d of geometry `g` runs here rather than through the portable Winograd kernel:
+/// a Winograd layer whose images have at most [`MAX_TILES`] tiles, on a machine with AVX-512.
+pub(super) fn applies(g: &ConvGeometry) -> bool {
+    winograd::applies(g) && Tiles::of(g).count() <= MAX_TILES && supported()
+}
+
+/// Tile geometry of one conv2d: tile rows and columns, each tile 2×2 outputs.
+#[derive(Clone, Copy)]
+struct Tiles {
+    rows: usize,
+    cols: usize,
+}
+
+impl Tiles {
+    fn of(g: &ConvGeometry) -> Self {
+        Tiles {
+            rows: g.output[0].div_ceil(2),
+            cols: g.output[1].div_ceil(2),
+        }
+    }
+
+    fn count(self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The zero-padded input plane under all tiles: rows and columns.
+    fn plane(self) -> (usize, usize) {
+        (2 * self.rows + 2, 2 * self.cols + 2)
+    }
+}
+
+/// Where block `b` of `n` items in blocks of `size` starts, and how many it holds.
+fn block(b: usize, size: usize, n: usize) -> (usize, usize) {
+    (b * size, size.min(n - b * size))
+}
+
+/// conv2d of geometry `g` (for which [`applies`] holds) into `out`, the whole output tensor
+/// (row stride `W_out`), with `act` applied to each plane once written. Every output element
+/// is written, none read before.
+pub(super) fn conv2d(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    (out, act): (Dst, Activation),
+) {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let tiles = Tiles::of(g);
+    let t = tiles.count();
+    let units = g.n * g.groups;
+    let in_plane = g.input[0] * g.input[1];
+    let [oh, ow] = g.output;
+    let per_unit = TASKS.div_ceil(units);
+    let ic_chunk = cig.div_ceil(per_unit);
+    let ic_chunks = cig.div_ceil(ic_chunk);
+    // Chunks of output channels whose points fit in half a block (W4: 32 channels, 512 KB).
+    let fits = (BLOCK_FLOATS / 2 / (cig * XI)).max(MR) / MR * MR;
+    let oc_chunk = cog
+        .div_ceil(per_unit)
+        .next_multiple_of(MR)
+        .min(fits)
+        .min(cog);
+    let oc_chunks = cog.div_ceil(oc_chunk);
+    let v_unit = cig * t * XI;
+    let (ph, pw) = tiles.plane();
+    let shared = g.n > 1;
+    let u_shared = if shared { g.groups * cog * cig * XI } else { 0 };
+    with_matrix(units * v_unit + u_shared, |buf| {
+        let (v_all, u_all) = buf.split_at_mut(units * v_unit);
+        let v_dst = Dst::new(v_all, 1);
+        (0..units * ic_chunks).into_par_iter().for_each(|task| {
+            let (u, c) = (task / ic_chunks, task % ic_chunks);
+            let (b, grp) = (u / g.groups, u % g.groups);
+            let (ic0, n) = block(c, ic_chunk, cig);
+            let xg = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
+            with_block(ph * pw, |plane| {
+                for ic in ic0..ic0 + n {
+                    pad_plane(g, &xg[ic * in_plane..][..in_plane], plane);
+                    // SAFETY: AVX-512F is present (`applies`); this task alone writes the
+                    // points of input channel `ic` of unit `u`, inside its `v_unit` floats.
+                    unsafe { transform_input(tiles, plane, ic, cig, v_dst.at(u * v_unit, 0)) };
+                }
+            });
+        });
+        // With several images, each chunk's weights are transformed once, before the products.
+        if shared {
+            u_all
+                .par_chunks_mut(cog * cig * XI)
+                .enumerate()
+                .flat_map(|(grp, ug)| {
+                    ug.par_chunks_mut(oc_chunk * cig * XI)
+                        .enumerate()
+                        .map(move |(c, uc)| (grp, c, uc))
+                })
+                .for_each(|(grp, c, uc)| {
+                    let (oc0, cl) = block(c, oc_chunk, cog);
+                    let weights = &w[(grp * cog + oc0) * cig * 9..][..cl * cig * 9];
+                    // SAFETY: AVX-512F is present (`applies`); `uc` holds the chunk's points.
+                    unsafe { transform_weights(weights, cig, uc) };
+                });
+        }
+        let (v_all, u_all) = (&*v_all, &*u_all);
+        // Chunk by chunk, so that a core's consecutive tasks share the chunk's weights.
+        (0..units * oc_chunks).into_par_iter().for_each(|task| {
+            let (c, u) = (task / units, task % units);
+            let (b, grp) = (u / g.groups, u % g.groups);
+            let (oc0, cl) = block(c, oc_chunk, cog);
+            let first = grp * cog + oc0;
+            let planes = out.at((b * g.c_out + first) * oh, 0);
+            let u_len = cl * cig * XI;
+            with_block(if shared { 0 } else { u_len }, |u_blk| {
+                let u_blk: &[f32] = if shared {
+                    &u_all[first * cig * XI..][..u_len]
+                } else {
+                    let weights = &w[first * cig * 9..][..cl * cig * 9];
+                    // SAFETY: AVX-512F is present (`applies`); the block holds the points.
+                    unsafe { transform_weights(weights, cig, u_blk) };
+                    u_blk
+                };
+                let products = Products {
+                    tiles,
+                    cig,
+                    u: u_blk,
+                    v: &v_all[u * v_unit..][..v_unit],
+                    bias: bias.map(|b| &b[first..][..cl]),
+                    planes,
+                    out: [oh, ow],
+                };
+                // SAFETY: AVX-512F is present (`applies`); the blocks hold what the layouts
+                // need, and this task alone writes output planes [first, first + cl) of
+                // image `b`.
+                unsafe { products.run() };
+            });
+            for oc in 0..cl {
+                // SAFETY: this task alone writes plane `oc` of its chunk, just written whole.
+                act.apply_slice(unsafe { planes.row(oc * oh, oh * ow) });
+            }
+        });
+    });
+}
+
+/// The input plane `x` `[H, W]` under all tiles, zero-padded, into `plane` (rows of
+/// [`Tiles::plane`]): plane row `r`, column `c` is input row `r − pad_top`, column
+/// `c − pad_left`.
+fn pad_plane(g: &ConvGeometry, x: &[f32], plane: &mut [f32]) {
+    let [h, w] = g.input;
+    let (rows, cols) = Tiles::of(g).plane();
+    let (pt, pl) = (g.pad_before[0], g.pad_before[1]);
+    for (r, dst) in plane.chunks_exact_mut(cols).take(rows).enumerate() {
+        dst.fill(0.0);
+        if (pt..pt + h).contains(&r) {
+            let src = &x[(r - pt) * w..][..w];
+            let (lo, hi) = (pl.min(cols), (pl + w).min(cols));
+            dst[lo..hi].copy_from_slice(&src[..hi - lo]);
+        }
+    }
+}
+
+/// `V = Bᵀ d B` of every tile's 4×4 patch `d` of the padded plane of input channel `ic`, into
+/// the unit's points `v` (`cig` input channels): tile block `tb` (tiles `[s, s + nt)`) at
+/// `s·cig·16`, laid out `[ic][tile][ξ]`, so that a block's product reads one stream.
+/// `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`; point `ξ = 4i + j`.
+///
+/// # Safety
+/// AVX-512F must be present; `v` must hold the unit's `cig·tiles·16` floats, of which this
+/// call alone writes input channel `ic`'s.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_input(tiles: Tiles, plane: &[f32], ic: usize, cig: usize, v: Dst) {
+    use std::arch::x86_64::*;
+    let (_, cols) = tiles.plane();
+    let n = tiles.count();
+    assert!(plane.len() >= tiles.plane().0 * cols && v.len >= cig * n * XI);
+    let rows_sign = _mm512_setr_ps(
+        -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0,
+    );
+    let cols_sign = _mm512_setr_ps(
+        -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0,
+    );
+    for tb in 0..n.div_ceil(NT) {
+        let (s, nt) = block(tb, NT, n);
+        for j in 0..nt {
+            let (ty, tx) = ((s + j) / tiles.cols, (s + j) % tiles.cols);
+            // SAFETY: the patch (rows 2ty … 2ty + 3, columns 2tx … 2tx + 3) lies inside the
+            // plane, and the tile's 16 points inside `v` (asserted sizes).
+            unsafe {
+                let p = plane.as_ptr().add(2 * ty * cols + 2 * tx);
+                let mut d = _mm512_castps128_ps512(_mm_loadu_ps(p));
+                d = _mm512_insertf32x4::<1>(d, _mm_loadu_ps(p.add(cols)));
+                d = _mm512_insertf32x4::<2>(d, _mm_loadu_ps(p.add(2 * cols)));
+                d = _mm512_insertf32x4::<3>(d, _mm_loadu_ps(p.add(3 * cols)));
+                // Rows (128-bit lanes): (r0 − r2, r1 + r2, r2 − r1, r1 − r3).
+                let a = _mm512_shuffle_f32x4::<0x64>(d, d); // r0 r1 r2 r1
+                let b = _mm512_shuffle_f32x4::<0xDA>(d, d); // r2 r2 r1 r3
+                let t = _mm512_fmadd_ps(rows_sign, b, a);
+                // Columns (within each lane), the same combination.
+                let a = _mm512_permute_ps::<0x64>(t);
+                let b = _mm512_permute_ps::<0xDA>(t);
+                let at = (s * cig + ic * nt + j) * XI;
+                _mm512_storeu_ps(v.ptr.add(at), _mm512_fmadd_ps(cols_sign, b, a));
+            }
+        }
+    }
+}
+
+/// `U = G g Gᵀ` of every kernel `g` of `weights` (`[oc][ic][3][3]`, `cig` input channels),
+/// into `u`: block `sb` of [`MR`] output channels (channels `[s, s + mr)`) at `s·cig·16`,
+/// laid out `[ic][oc][ξ]`. `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`, so
+/// `U[4i + j] = Σ G[i][ky]·G[j][kx]·g[ky][kx]`: 9 multiply-adds of broadcast taps by
+/// constant vectors.
+///
+/// # Safety
+/// AVX-512F must be present and `u` hold `weights.len() / 9 · 16` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_weights(weights: &[f32], cig: usize, u: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const G: [[f32; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    let mut coef = [[0.0f32; XI]; 9];
+    for (e, c) in coef.iter_mut().enumerate() {
+        let (ky, kx) = (e / 3, e % 3);
+        for (xi, v) in c.iter_mut().enumerate() {
+            *v = G[xi / 4][ky] * G[xi % 4][kx];
+        }
+    }
+    let mut vectors = [_mm512_setzero_ps(); 9];
+    for (v, c) in vectors.iter_mut().zip(&coef) {
+        // SAFETY: 16 floats.
+        *v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+    }
+    let coef = vectors;
+    let cl = weights.len() / (9 * cig);
+    assert!(u.len() >= cl * cig * XI);
+    for sb in 0..cl.div_ceil(MR) {
+        let (s, mr) = block(sb, MR, cl);
+        for r in 0..mr {
+            for ic in 0..cig {
+                let g = &weights[((s + r) * cig + ic) * 9..][..9];
+                let mut acc = _mm512_mul_ps(_mm512_set1_ps(g[0]), coef[0]);
+                for e in 1..9 {
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(g[e]), coef[e], acc);
+                }
+                let at = (s * cig + ic * mr + r) * XI;
+                // SAFETY: inside `u` (asserted).
+                unsafe { _mm512_storeu_ps(u.as_mut_ptr().add(at), acc) };
+            }
+        }
+    }
+}
+
+/// One task's products: its chunk of output channels of one (image, group), over all tiles.
+struct Products<'a> {
+    tiles: Tiles,
+    cig: usize,
+    /// The chunk's transformed weights ([`transform_weights`]).
+    u: &'a [f32],
+    /// The unit's transformed input ([`transform_input`]).
+    v: &'a [f32],
+    bias: Option<&'a [f32]>,
+    /// The chunk's first output plane.
+    planes: Dst,
+    /// `[H_out, W_out]`.
+    out: [usize; 2],
+}
+
+impl Products<'_> {
+    /// Every register block: tile blocks outside, channel blocks inside (a tile block's points
+    /// stay in cache across the chunk's channels).
+    ///
+    /// # Safety
+    /// AVX-512F must be present; `u`, `v` and the planes hold what their layouts need, and
+    /// this task alone writes the chunk's planes.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run(&self) {
+        let n = self.tiles.count();
+        let cl = self.u.len() / (self.cig * XI);
+        assert!(self.v.len() >= n * self.cig * XI);
+        for tb in 0..n.div_ceil(NT) {
+            let (s, nt) = block(tb, NT, n);
+            for sb in 0..cl.div_ceil(MR) {
+                let (c, mr) = block(sb, MR, cl);
+                // SAFETY: the caller's promise, with the blocks inside `u` and `v`.
+                unsafe {
+                    match (mr, nt) {
+                        (MR, NT) => self.block::<MR, NT>(c, s),
+                        (MR, 5) => self.block::<MR, 5>(c, s),
+                        (MR, 4) => self.block::<MR, 4>(c, s),
+                        (MR, 3) => self.block::<MR, 3>(c, s),
+                        (MR, 2) => self.block::<MR, 2>(c, s),
+                        (MR, _) => self.block::<MR, 1>(c, s),
+                        (_, NT) => self.channel_by_channel::<NT>(c, mr, s),
+                        (_, 5) => self.channel_by_channel::<5>(c, mr, s),
+                        (_, 4) => self.channel_by_channel::<4>(c, mr, s),
+                        (_, 3) => self.channel_by_channel::<3>(c, mr, s),
+                        (_, 2) => self.channel_by_channel::<2>(c, mr, s),
+                        _ => self.channel_by_channel::<1>(c, mr, s),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A last channel block of `mr` < [`MR`] channels, one channel at a time.
+    ///
+    /// # Safety
+    /// As [`Products::run`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn channel_by_channel<const T: usize>(&self, c: usize, mr: usize, s: usize) {
+        for r in 0..mr {
+            // SAFETY: as the caller's; channel `c + r` of a block laid out `[ic][mr][ξ]` is
+            // reached through its own offset and stride.
+            unsafe { self.block_at::<1, T>(c, s, (r, mr)) };
+        }
+    }
+
+    /// The register block of channels `[c, c + R)` and tiles `[s, s + T)`.
+    ///
+    /// # Safety
+    /// As [`Products::run`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block<const R: usize, const T: usize>(&self, c: usize, s: usize) {
+        // SAFETY: the caller's promise.
+        unsafe { self.block_at::<R, T>(c, s, (0, R)) }
+    }
+
+    /// The register block of `R` channels starting at channel `c + first` of the channel block
+    /// at `c` (laid out with `stride` channels per input channel), and tiles `[s, s + T)`:
+    /// the products, then `Aᵀ M A` + bias of each, stored as its tile's 2×2 outputs (cut at the
+    /// output's bottom and right edges).
+    ///
+    /// # Safety
+    /// As [`Products::run`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block_at<const R: usize, const T: usize>(
+        &self,
+        c: usize,
+        s: usize,
+        (first, stride): (usize, usize),
+    ) {
+        use std::arch::x86_64::*;
+        let cig = self.cig;
+        let mut acc = [[_mm512_setzero_ps(); T]; R];
+        // SAFETY: the blocks' streams lie inside `u` and `v` (the caller's promise).
+        unsafe {
+            let mut up = self.u.as_ptr().add((c * cig + first) * XI);
+            let mut vp = self.v.as_ptr().add(s * cig * XI);
+            for _ in 0..cig {
+                let mut vv = [_mm512_setzero_ps(); T];
+                for (j, v) in vv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(vp.add(j * XI));
+                }
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let uv = _mm512_loadu_ps(up.add(r * XI));
+                    for j in 0..T {
+                        a[j] = _mm512_fmadd_ps(uv, vv[j], a[j]);
+                    }
+                }
+                up = up.add(stride * XI);
+                vp = vp.add(T * XI);
+            }
+        }
+        // Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]] on the rows (lanes), then on the columns.
+        let rows_sign = _mm512_setr_ps(
+            1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        );
+        let cols_sign = _mm512_setr_ps(
+            1.0, -1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0,
+        );
+        let [oh, ow] = self.out;
+        let cols = self.tiles.cols;
+        for (r, a) in acc.iter().enumerate() {
+            let oc = c + first + r;
+            let bias = _mm512_set1_ps(self.bias.map_or(0.0, |b| b[oc]));
+            for (j, &m) in a.iter().enumerate() {
+                let (ty, tx) = ((s + j) / cols, (s + j) % cols);
+                // Lane 0 of s: m0 + (m1 + m2); lane 1: m1 − (m2 + m3).
+                let p = _mm512_shuffle_f32x4::<0x39>(m, m); // lanes 1 2 3 0
+                let q = _mm512_shuffle_f32x4::<0x4E>(m, m); // lanes 2 3 0 1
+                let rows = _mm512_fmadd_ps(rows_sign, _mm512_add_ps(p, q), m);
+                let p = _mm512_permute_ps::<0x39>(rows);
+                let q = _mm512_permute_ps::<0x4E>(rows);
+                let y = _mm512_fmadd_ps(cols_sign, _mm512_add_ps(p, q), rows);
+                let y = _mm512_add_ps(y, bias);
+                let (y0, y1) = (_mm512_castps512_ps128(y), _mm512_extractf32x4_ps::<1>(y));
+                let (oy, ox) = (2 * ty, 2 * tx);
+                let pair = ox + 1 < ow;
+                // SAFETY: output rows `oy` (and `oy + 1` where inside) of channel `oc`,
+                // columns `ox` (and `ox + 1` where inside): this task's own elements.
+                unsafe {
+                    let o = self.planes.at(oc * oh + oy, ox).ptr;
+                    store(o, y0, pair);
+                    if oy + 1 < oh {
+                        store(o.add(ow), y1, pair);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Stores the first two floats of `v` at `o` (`pair`), or the first alone.
+///
+/// # Safety
+/// AVX-512F must be present and those floats writable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store(o: *mut f32, v: std::arch::x86_64::__m128, pair: bool) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's promise.
+    unsafe {
+        if pair {
+            _mm_store_sd(o.cast(), _mm_castps_pd(v));
+        } else {
+            _mm_store_ss(o, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernel_check::check;
+    use super::*;
+    use crate::params::conv::{Conv2d, Padding};
+
+    fn spec(padding: Padding, groups: usize) -> Conv2d {
+        Conv2d {
+            padding,
+            groups,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn winograd_avx512_matches_the_reference() {
+        if !supported() {
+            eprintln!("winograd_avx512_matches_the_reference: no AVX-512F here; never runs");
+            return;
+        }
+        let mut seed = 17;
+        let asym = Padding::Explicit {
+            top: 2,
+            bottom: 0,
+            left: 1,
+            right: 3,
+        };
+        let (same, valid) = (Padding::uniform(1), Padding::Valid);
+        for (xs, ws, spec) in [
+            // One image: each chunk transforms its own weights. 49 tiles (8 blocks of 6 and a
+            // block of 1), 4 + 2 output channels (a block of 4 and one channel by channel).
+            ([1, 3, 14, 14], [6, 3, 3, 3], spec(same, 1)),
+            // Odd sizes both ways (outputs cut at the bottom and right), every remainder of
+            // tiles (1 … 5 in the last block), channels in blocks of 4 and of 1.
+            ([1, 2, 5, 7], [9, 2, 3, 3], spec(same, 1)),
+            ([1, 5, 4, 9], [4, 5, 3, 3], spec(valid, 1)),
+            ([1, 1, 3, 3], [5, 1, 3, 3], spec(Padding::Full, 1)),
+            ([1, 4, 9, 4], [7, 4, 3, 3], spec(asym, 1)),
+            ([1, 2, 1, 1], [4, 2, 3, 3], spec(Padding::uniform(2), 1)),
+            // Several images: the weights transformed once, shared; groups.
+            ([3, 6, 6, 5], [10, 3, 3, 3], spec(same, 2)),
+            ([2, 8, 7, 7], [12, 8, 3, 3], spec(asym, 1)),
+            // Enough channels for several chunks of each pass.
+            ([1, 40, 6, 6], [36, 40, 3, 3], spec(same, 1)),
+            ([2, 33, 5, 6], [20, 33, 3, 3], spec(valid, 1)),
+        ] {
+            check(conv2d, xs, ws, spec, &mut seed);
+        }
+        // Every size of register block: 1 … 6 and 13 tiles, by 5 = 4 + 1 output channels.
+        for tiles in [1, 2, 3, 4, 5, 6, 13] {
+            check(
+                conv2d,
+                [1, 3, 2, 2 * tiles],
+                [5, 3, 3, 3],
+                spec(same, 1),
+                &mut seed,
+            );
+        }
+    }
+
+    #[test]
+    fn winograd_avx512_runs_on_small_images() {
+        let same = spec(Padding::uniform(1), 1);
+        for (xs, ws, want) in [
+            // The benchmark's W4 and a batch of it; 512 channels on 14×14.
+            ([1, 256, 14, 14], [256, 256, 3, 3], true),
+            ([8, 256, 14, 14], [256, 256, 3, 3], true),
+            ([1, 512, 14, 14], [512, 512, 3, 3], true),
+            // Images of more tiles than a band (W1: 28×28 tiles) run the portable kernel, and
+            // layers that are no Winograd layers neither.
+            ([1, 64, 56, 56], [64, 64, 3, 3], false),
+            ([1, 64, 22, 22], [64, 64, 3, 3], false),
+            ([1, 16, 14, 14], [64, 16, 3, 3], false),
+        ] {
+            let g = same.geometry(&xs, &ws, None).unwrap();
+            assert_eq!(applies(&g), want && supported(), "{xs:?} {ws:?}");
+        }
+    }
+}
