@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
+mod flipped;
 #[cfg(test)]
 mod kernel_check;
 mod stem;
@@ -411,6 +412,9 @@ pub(super) fn conv_transpose2d_geom(
         let c_out = g.c_in;
         let at = |i: usize| bias.map_or(0.0, |b| b[i / (oh * ow) % c_out]);
         return Tensor::from_fn(shape, |i| act.apply(at(i)));
+    }
+    if let Some((conv, wf)) = flipped::as_conv2d(&g, w) {
+        return conv2d_geom(&conv, x, &wf, bias, act);
     }
     let units = g.n * g.groups;
     let chunk = row_chunk(kout, units, BLOCK_FLOATS / (taps * n).max(1));
