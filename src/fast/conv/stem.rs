@@ -330,6 +330,17 @@ impl Block<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn run<const R: usize, const V: usize>(&self) {
         use std::arch::x86_64::*;
+        // The block's output lines, asked for (to write) now, so that they arrive while it
+        // computes: the output planes are far apart and not in cache, and stores that miss
+        // at the end cost a tenth of the kernel's rate (measured in isolation).
+        for r in 0..R {
+            for v in 0..V {
+                // SAFETY: a prefetch reads nothing; the address is inside the block's output.
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_ET0>(self.out.add(r * self.plane + v * LANES).cast())
+                };
+            }
+        }
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         if let Some(b) = self.bias {
             for (r, a) in acc.iter_mut().enumerate() {
