@@ -16,11 +16,11 @@ use crate::tensor::Tensor;
 
 mod flipped;
 #[cfg(test)]
-mod kernel_check;
+pub(super) mod kernel_check;
 mod stem;
 mod winograd;
 #[cfg(target_arch = "x86_64")]
-mod winograd_avx512;
+pub(super) mod winograd_avx512;
 
 /// Output columns (pixels) per conv2d task: a band of whole output rows.
 const BAND_COLUMNS: usize = 256;

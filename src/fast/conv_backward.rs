@@ -1,11 +1,16 @@
 //! Fast backward passes of the convolutions. The input gradients are the adjoint convolutions
 //! (conv2d's is a conv_transpose2d of the gradient and the other way round), run by the fast
 //! forward kernels on the forward geometry. The weight gradient is a GEMM of the gradient by
-//! the im2col view of the input, reduced over images and bands of output rows: that reduction
-//! is split into [`PARTS`] (or fewer) consecutive parts, a function of the shape alone, each
-//! summed by one task in order, and the parts are added in order: bitwise reproducible.
+//! the im2col view of the input, reduced over images and bands of output rows (for 3×3
+//! stride-1 layers on AVX-512, a Winograd sum over tiles instead: `winograd_wgrad`): that
+//! reduction is split into [`PARTS`] (or fewer) consecutive parts, a function of the shape
+//! alone, each summed by one task in order, and the parts are added in order: bitwise
+//! reproducible.
 
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+mod winograd_wgrad;
 
 use super::conv::{
     conv2d_geom, conv_transpose2d_geom, im2col_taps, with_block, with_phases, BLOCK_FLOATS,
@@ -104,6 +109,10 @@ fn weight_grad(g: &ConvGeometry, gy: &[f32], x: &[f32]) -> Result<Tensor> {
     let shape = [g.c_out, cig, kh, kw];
     if shape.contains(&0) || g.n == 0 || n_pix == 0 {
         return Tensor::zeros(shape);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if winograd_wgrad::applies(g) {
+        return Tensor::new(shape, winograd_wgrad::weight_grad(g, gy, x));
     }
     let direct =
         g.kernel == [1, 1] && g.stride == [1, 1] && g.pad_before == [0, 0] && g.output == g.input;

@@ -11,7 +11,7 @@ use crate::tensor::Tensor;
 pub(super) type Kernel = fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>, (Dst, Activation));
 
 /// Seeded values in [-1, 1).
-pub(super) fn tensor(shape: &[usize], seed: &mut u64) -> Tensor {
+pub(in crate::fast) fn tensor(shape: &[usize], seed: &mut u64) -> Tensor {
     let data = (0..shape.iter().product())
         .map(|_| {
             *seed = seed

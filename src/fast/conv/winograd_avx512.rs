@@ -37,7 +37,7 @@ const MAX_TILES: usize = winograd::BAND_TILES;
 const TASKS: usize = 2 * MIN_TASKS;
 
 /// Whether this machine can run the kernel (AVX-512F, detected once at run time).
-fn supported() -> bool {
+pub(in crate::fast) fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -221,12 +221,6 @@ unsafe fn transform_input(tiles: Tiles, plane: &[f32], ic: usize, cig: usize, v:
     let (_, cols) = tiles.plane();
     let n = tiles.count();
     assert!(plane.len() >= tiles.plane().0 * cols && v.len >= cig * n * XI);
-    let rows_sign = _mm512_setr_ps(
-        -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0,
-    );
-    let cols_sign = _mm512_setr_ps(
-        -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0,
-    );
     for tb in 0..n.div_ceil(NT) {
         let (s, nt) = block(tb, NT, n);
         for j in 0..nt {
@@ -234,21 +228,80 @@ unsafe fn transform_input(tiles: Tiles, plane: &[f32], ic: usize, cig: usize, v:
             // SAFETY: the patch (rows 2ty … 2ty + 3, columns 2tx … 2tx + 3) lies inside the
             // plane, and the tile's 16 points inside `v` (asserted sizes).
             unsafe {
-                let p = plane.as_ptr().add(2 * ty * cols + 2 * tx);
-                let mut d = _mm512_castps128_ps512(_mm_loadu_ps(p));
-                d = _mm512_insertf32x4::<1>(d, _mm_loadu_ps(p.add(cols)));
-                d = _mm512_insertf32x4::<2>(d, _mm_loadu_ps(p.add(2 * cols)));
-                d = _mm512_insertf32x4::<3>(d, _mm_loadu_ps(p.add(3 * cols)));
-                // Rows (128-bit lanes): (r0 − r2, r1 + r2, r2 − r1, r1 − r3).
-                let a = _mm512_shuffle_f32x4::<0x64>(d, d); // r0 r1 r2 r1
-                let b = _mm512_shuffle_f32x4::<0xDA>(d, d); // r2 r2 r1 r3
-                let t = _mm512_fmadd_ps(rows_sign, b, a);
-                // Columns (within each lane), the same combination.
-                let a = _mm512_permute_ps::<0x64>(t);
-                let b = _mm512_permute_ps::<0xDA>(t);
-                let at = (s * cig + ic * nt + j) * XI;
-                _mm512_storeu_ps(v.ptr.add(at), _mm512_fmadd_ps(cols_sign, b, a));
+                let points = patch_points(plane.as_ptr().add(2 * ty * cols + 2 * tx), cols);
+                _mm512_storeu_ps(v.ptr.add((s * cig + ic * nt + j) * XI), points);
             }
+        }
+    }
+}
+
+/// `Bᵀ d B` of the 4×4 patch `d` at `p` (rows `cols` floats apart), point `ξ = 4i + j` in lane
+/// `ξ`. `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`.
+///
+/// # Safety
+/// AVX-512F must be present and the patch's 4 rows of 4 floats readable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(in crate::fast) unsafe fn patch_points(
+    p: *const f32,
+    cols: usize,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let rows_sign = _mm512_setr_ps(
+        -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0,
+    );
+    let cols_sign = _mm512_setr_ps(
+        -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -1.0,
+    );
+    // SAFETY: the caller's promise.
+    let d = unsafe {
+        let d = _mm512_castps128_ps512(_mm_loadu_ps(p));
+        let d = _mm512_insertf32x4::<1>(d, _mm_loadu_ps(p.add(cols)));
+        let d = _mm512_insertf32x4::<2>(d, _mm_loadu_ps(p.add(2 * cols)));
+        _mm512_insertf32x4::<3>(d, _mm_loadu_ps(p.add(3 * cols)))
+    };
+    // Rows (128-bit lanes): (r0 − r2, r1 + r2, r2 − r1, r1 − r3).
+    let a = _mm512_shuffle_f32x4::<0x64>(d, d); // r0 r1 r2 r1
+    let b = _mm512_shuffle_f32x4::<0xDA>(d, d); // r2 r2 r1 r3
+    let t = _mm512_fmadd_ps(rows_sign, b, a);
+    // Columns (within each lane), the same combination.
+    let a = _mm512_permute_ps::<0x64>(t);
+    let b = _mm512_permute_ps::<0xDA>(t);
+    _mm512_fmadd_ps(cols_sign, b, a)
+}
+
+/// `acc[r][j] += a_s[r] ⊙ b_s[j]` over `steps` steps `s`: step `s` reads `R` vectors at
+/// `a + s·a_step` and `T` consecutive vectors at `b + s·T·16`. The elementwise products of
+/// both Winograd kernels (the forward's over input channels, the weight gradient's over tiles).
+///
+/// # Safety
+/// AVX-512F must be present and every vector read inside its operand.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(in crate::fast) unsafe fn accumulate<const R: usize, const T: usize>(
+    acc: &mut [[std::arch::x86_64::__m512; T]; R],
+    (mut a, a_step): (*const f32, usize),
+    mut b: *const f32,
+    steps: usize,
+) {
+    use std::arch::x86_64::*;
+    for _ in 0..steps {
+        // SAFETY: the caller's promise.
+        unsafe {
+            let mut bv = [_mm512_setzero_ps(); T];
+            for (j, v) in bv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(b.add(j * XI));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_loadu_ps(a.add(r * XI));
+                for j in 0..T {
+                    row[j] = _mm512_fmadd_ps(av, bv[j], row[j]);
+                }
+            }
+            a = a.add(a_step);
+            b = b.add(T * XI);
         }
     }
 }
@@ -401,22 +454,9 @@ impl Products<'_> {
         let mut acc = [[_mm512_setzero_ps(); T]; R];
         // SAFETY: the blocks' streams lie inside `u` and `v` (the caller's promise).
         unsafe {
-            let mut up = self.u.as_ptr().add((c * cig + first) * XI);
-            let mut vp = self.v.as_ptr().add(s * cig * XI);
-            for _ in 0..cig {
-                let mut vv = [_mm512_setzero_ps(); T];
-                for (j, v) in vv.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(vp.add(j * XI));
-                }
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let uv = _mm512_loadu_ps(up.add(r * XI));
-                    for j in 0..T {
-                        a[j] = _mm512_fmadd_ps(uv, vv[j], a[j]);
-                    }
-                }
-                up = up.add(stride * XI);
-                vp = vp.add(T * XI);
-            }
+            let u = self.u.as_ptr().add((c * cig + first) * XI);
+            let v = self.v.as_ptr().add(s * cig * XI);
+            accumulate(&mut acc, (u, stride * XI), v, cig);
         }
         // Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]] on the rows (lanes), then on the columns.
         let rows_sign = _mm512_setr_ps(
