@@ -34,9 +34,10 @@ fn fast_conv2d_matches_the_reference() {
 }
 
 /// 3×3 stride-1 layers with enough channels and tiles, which the fast path runs as Winograd
-/// F(2×2, 3×3): on small images through the AVX-512 kernel where the CPU has it
-/// (src/fast/conv/winograd_avx512.rs), else the portable one (src/fast/conv/winograd.rs); the
-/// unit tests of both check the choice and the kernels on their edge shapes.
+/// F(2×2, 3×3): through the AVX-512 kernel where the CPU has it and the images' transformed
+/// inputs fit (src/fast/conv/winograd_avx512.rs), else the portable one
+/// (src/fast/conv/winograd.rs); the unit tests of both check the choice and the kernels on
+/// their edge shapes.
 #[test]
 fn fast_conv2d_winograd_layers_match_the_reference() {
     let mut rng = Rng::new(3);
@@ -52,7 +53,7 @@ fn fast_conv2d_winograd_layers_match_the_reference() {
             Conv2d { groups: 2, ..same },
         ),
         ([3, 40, 11, 10], [36, 40, 3, 3], Conv2d::default()),
-        // More tiles per image (12 × 12) than the AVX-512 kernel takes: the portable one.
+        // More tiles (12 × 12) than one of the portable kernel's bands.
         ([1, 32, 24, 24], [32, 32, 3, 3], same),
     ] {
         let (x, w, b) = (rng.tensor(xs), rng.tensor(ws), rng.tensor([ws[0]]));

@@ -1,6 +1,6 @@
-//! Winograd F(2×2, 3×3) on AVX-512 for layers on small images (all of an image's tiles in one
-//! band, such as 14×14 at 256 channels): the transforms of [`super::winograd`], laid out so
-//! that the 16 points ξ of a tile fill one vector.
+//! Winograd F(2×2, 3×3) on AVX-512 for layers whose transformed input takes at most 4 MB per
+//! image (14×14 at 256 channels, 56×56 at 64): the transforms of [`super::winograd`], laid
+//! out so that the 16 points ξ of a tile fill one vector.
 //!
 //! The portable kernel runs 16 GEMMs, one per point, across the tiles; with 49 tiles (14×14)
 //! the GEMM's vectors of tiles are a quarter empty. Here the product runs along the points:
@@ -10,13 +10,16 @@
 //! multiply-adds. The weight transform writes each kernel's 16 points contiguously (9
 //! multiply-adds of its broadcast taps by constant vectors), the input transform each tile's
 //! (shuffles of its 4×4 patch), and the output transform `Aᵀ M A` runs on each accumulator
-//! in registers, with the bias, before its 2×2 outputs are stored.
+//! in registers, with the bias and the activation, before its 2×2 outputs are stored.
 //!
-//! Tasks: first the input transform, over (image, group, chunk of input channels); then
-//! (image, group, chunk of output channels), each transforming its chunk's weights into its
-//! own block and running its products. Every output is summed over the input channels, in
-//! order, by one task, and the split depends on the shapes alone, so results are
-//! deterministic.
+//! Tasks: images (and groups) go in rounds of at most 4 MB of transformed input. In each,
+//! first the input transform, over (image, group, chunk of input channels); then the
+//! products, over (chunk of output channels, chunk of tiles, image, group): where the
+//! transformed input outweighs the weights' the tiles are split and the weights transformed
+//! once before the rounds, else the output channels are split and each task transforms its
+//! chunk's weights into its own block (with several images, once before the rounds too).
+//! Every output is summed over the input channels, in order, by one task, and the split
+//! depends on the shapes alone, so results are deterministic.
 
 use rayon::prelude::*;
 
@@ -30,9 +33,11 @@ const XI: usize = 16;
 const MR: usize = 4;
 /// Tiles per register block (the remainder runs in one smaller block).
 const NT: usize = 6;
-/// Tiles per image up to which this kernel runs: the portable kernel's band
-/// ([`winograd::BAND_TILES`]), beyond which it keeps its cores busy with bands of its own.
-const MAX_TILES: usize = winograd::BAND_TILES;
+/// Floats of transformed input per image and group up to which this kernel runs (4 MB: W1's
+/// 64 channels of 28×28 tiles take 3.2 MB). Beyond that the portable kernel's bands, which
+/// keep their transformed inputs in L2, ran faster (64 channels at 112×112: 3.7 against
+/// 4.7–5.0 ms).
+const V_FLOATS: usize = 1 << 20;
 /// Tasks per image and group, about, for each of the two passes.
 const TASKS: usize = 2 * MIN_TASKS;
 
@@ -49,9 +54,12 @@ pub(in crate::fast) fn supported() -> bool {
 }
 
 /// Whether conv2d of geometry `g` runs here rather than through the portable Winograd kernel:
-/// a Winograd layer whose images have at most [`MAX_TILES`] tiles, on a machine with AVX-512.
+/// a Winograd layer whose images' transformed inputs take at most [`V_FLOATS`], on a machine
+/// with AVX-512.
 pub(super) fn applies(g: &ConvGeometry) -> bool {
-    winograd::applies(g) && Tiles::of(g).count() <= MAX_TILES && supported()
+    winograd::applies(g)
+        && g.c_in_per_group() * Tiles::of(g).count() * XI <= V_FLOATS
+        && supported()
 }
 
 /// Tile geometry of one conv2d: tile rows and columns, each tile 2×2 outputs.
@@ -100,7 +108,11 @@ pub(super) fn conv2d(
     let units = g.n * g.groups;
     let in_plane = g.input[0] * g.input[1];
     let [oh, ow] = g.output;
-    let per_unit = TASKS.div_ceil(units);
+    let v_unit = cig * t * XI;
+    // Images (and groups) whose transformed inputs fit in V_FLOATS are done together, a round
+    // at a time (W2: 8 rounds of one image).
+    let batch = (V_FLOATS / v_unit).clamp(1, units);
+    let per_unit = TASKS.div_ceil(batch);
     let ic_chunk = cig.div_ceil(per_unit);
     let ic_chunks = cig.div_ceil(ic_chunk);
     // Chunks of output channels whose points fit in half a block (W4: 32 channels, 512 KB).
@@ -110,28 +122,26 @@ pub(super) fn conv2d(
         .next_multiple_of(MR)
         .min(fits)
         .min(cog);
+    // Where the transformed input outweighs the weights' (W1: 3.2 MB against 256 KB), tasks
+    // split the tiles and share the weights, transformed once; else (W4: 800 KB against 4 MB)
+    // they split the output channels, each transforming its own.
+    let blocks = t.div_ceil(NT);
+    let split_tiles = v_unit > cog * cig * XI;
+    let (oc_chunk, tile_chunks) = if split_tiles {
+        let oc_chunk = cog.min(fits);
+        (
+            oc_chunk,
+            per_unit.div_ceil(cog.div_ceil(oc_chunk)).min(blocks),
+        )
+    } else {
+        (oc_chunk, 1)
+    };
     let oc_chunks = cog.div_ceil(oc_chunk);
-    let v_unit = cig * t * XI;
     let (ph, pw) = tiles.plane();
-    let shared = g.n > 1;
+    let shared = g.n > 1 || split_tiles;
     let u_shared = if shared { g.groups * cog * cig * XI } else { 0 };
-    with_matrix(units * v_unit + u_shared, |buf| {
-        let (v_all, u_all) = buf.split_at_mut(units * v_unit);
-        let v_dst = Dst::new(v_all, 1);
-        (0..units * ic_chunks).into_par_iter().for_each(|task| {
-            let (u, c) = (task / ic_chunks, task % ic_chunks);
-            let (b, grp) = (u / g.groups, u % g.groups);
-            let (ic0, n) = block(c, ic_chunk, cig);
-            let xg = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
-            with_block(ph * pw, |plane| {
-                for ic in ic0..ic0 + n {
-                    pad_plane(g, &xg[ic * in_plane..][..in_plane], plane);
-                    // SAFETY: AVX-512F is present (`applies`); this task alone writes the
-                    // points of input channel `ic` of unit `u`, inside its `v_unit` floats.
-                    unsafe { transform_input(tiles, plane, ic, cig, v_dst.at(u * v_unit, 0)) };
-                }
-            });
-        });
+    with_matrix(batch * v_unit + u_shared, |buf| {
+        let (v_all, u_all) = buf.split_at_mut(batch * v_unit);
         // With several images, each chunk's weights are transformed once, before the products.
         if shared {
             u_all
@@ -149,43 +159,66 @@ pub(super) fn conv2d(
                     unsafe { transform_weights(weights, cig, uc) };
                 });
         }
-        let (v_all, u_all) = (&*v_all, &*u_all);
-        // Chunk by chunk, so that a core's consecutive tasks share the chunk's weights.
-        (0..units * oc_chunks).into_par_iter().for_each(|task| {
-            let (c, u) = (task / units, task % units);
-            let (b, grp) = (u / g.groups, u % g.groups);
-            let (oc0, cl) = block(c, oc_chunk, cog);
-            let first = grp * cog + oc0;
-            let planes = out.at((b * g.c_out + first) * oh, 0);
-            let u_len = cl * cig * XI;
-            with_block(if shared { 0 } else { u_len }, |u_blk| {
-                let u_blk: &[f32] = if shared {
-                    &u_all[first * cig * XI..][..u_len]
-                } else {
-                    let weights = &w[first * cig * 9..][..cl * cig * 9];
-                    // SAFETY: AVX-512F is present (`applies`); the block holds the points.
-                    unsafe { transform_weights(weights, cig, u_blk) };
-                    u_blk
-                };
-                let products = Products {
-                    tiles,
-                    cig,
-                    u: u_blk,
-                    v: &v_all[u * v_unit..][..v_unit],
-                    bias: bias.map(|b| &b[first..][..cl]),
-                    planes,
-                    out: [oh, ow],
-                };
-                // SAFETY: AVX-512F is present (`applies`); the blocks hold what the layouts
-                // need, and this task alone writes output planes [first, first + cl) of
-                // image `b`.
-                unsafe { products.run() };
+        let u_all = &*u_all;
+        for start in (0..units).step_by(batch) {
+            let round = (units - start).min(batch);
+            let v_dst = Dst::new(v_all, 1);
+            (0..round * ic_chunks).into_par_iter().for_each(|task| {
+                let (lu, c) = (task / ic_chunks, task % ic_chunks);
+                let (b, grp) = ((start + lu) / g.groups, (start + lu) % g.groups);
+                let (ic0, n) = block(c, ic_chunk, cig);
+                let xg = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
+                with_block(ph * pw, |plane| {
+                    for ic in ic0..ic0 + n {
+                        pad_plane(g, &xg[ic * in_plane..][..in_plane], plane);
+                        // SAFETY: AVX-512F is present (`applies`); this task alone writes the
+                        // points of input channel `ic` of the round's unit `lu`, inside its
+                        // `v_unit` floats.
+                        let v = v_dst.at(lu * v_unit, 0);
+                        unsafe { transform_input(tiles, plane, ic, cig, v) };
+                    }
+                });
             });
-            for oc in 0..cl {
-                // SAFETY: this task alone writes plane `oc` of its chunk, just written whole.
-                act.apply_slice(unsafe { planes.row(oc * oh, oh * ow) });
-            }
-        });
+            let v_all = &*v_all;
+            // Chunk by chunk, so that a core's consecutive tasks share the chunk's weights.
+            (0..round * oc_chunks * tile_chunks)
+                .into_par_iter()
+                .for_each(|task| {
+                    let (c, rest) = (task / (round * tile_chunks), task % (round * tile_chunks));
+                    let (tc, lu) = (rest / round, rest % round);
+                    let tbs = tc * blocks / tile_chunks..(tc + 1) * blocks / tile_chunks;
+                    let (b, grp) = ((start + lu) / g.groups, (start + lu) % g.groups);
+                    let (oc0, cl) = block(c, oc_chunk, cog);
+                    let first = grp * cog + oc0;
+                    let planes = out.at((b * g.c_out + first) * oh, 0);
+                    let u_len = cl * cig * XI;
+                    with_block(if shared { 0 } else { u_len }, |u_blk| {
+                        let u_blk: &[f32] = if shared {
+                            &u_all[first * cig * XI..][..u_len]
+                        } else {
+                            let weights = &w[first * cig * 9..][..cl * cig * 9];
+                            // SAFETY: AVX-512F is present (`applies`); the block holds the points.
+                            unsafe { transform_weights(weights, cig, u_blk) };
+                            u_blk
+                        };
+                        let products = Products {
+                            tiles,
+                            cig,
+                            u: u_blk,
+                            v: &v_all[lu * v_unit..][..v_unit],
+                            bias: bias.map(|b| &b[first..][..cl]),
+                            planes,
+                            out: [oh, ow],
+                            tbs,
+                            act,
+                        };
+                        // SAFETY: AVX-512F is present (`applies`); the blocks hold what the
+                        // layouts need, and this task alone writes output planes
+                        // [first, first + cl) of image `b`.
+                        unsafe { products.run() };
+                    });
+                });
+        }
     });
 }
 
@@ -369,6 +402,10 @@ struct Products<'a> {
     planes: Dst,
     /// `[H_out, W_out]`.
     out: [usize; 2],
+    /// The tile blocks (of [`NT`]) this task computes.
+    tbs: std::ops::Range<usize>,
+    /// Applied to each output as it is stored.
+    act: Activation,
 }
 
 impl Products<'_> {
@@ -384,7 +421,7 @@ impl Products<'_> {
         let n = self.tiles.count();
         let cl = self.u.len() / (self.cig * XI);
         assert!(self.v.len() >= n * self.cig * XI);
-        for tb in 0..n.div_ceil(NT) {
+        for tb in self.tbs.clone() {
             let (s, nt) = block(tb, NT, n);
             for sb in 0..cl.div_ceil(MR) {
                 let (c, mr) = block(sb, MR, cl);
@@ -479,7 +516,16 @@ impl Products<'_> {
                 let p = _mm512_permute_ps::<0x39>(rows);
                 let q = _mm512_permute_ps::<0x4E>(rows);
                 let y = _mm512_fmadd_ps(cols_sign, _mm512_add_ps(p, q), rows);
-                let y = _mm512_add_ps(y, bias);
+                let mut y = _mm512_add_ps(y, bias);
+                if self.act != Activation::Identity {
+                    let mut v = [0.0f32; XI];
+                    // SAFETY: 16 floats each way.
+                    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), y) };
+                    for i in [0, 1, 4, 5] {
+                        v[i] = self.act.apply(v[i]);
+                    }
+                    y = unsafe { _mm512_loadu_ps(v.as_ptr()) };
+                }
                 let (y0, y1) = (_mm512_castps512_ps128(y), _mm512_extractf32x4_ps::<1>(y));
                 let (oy, ox) = (2 * ty, 2 * tx);
                 let pair = ox + 1 < ow;
@@ -576,17 +622,19 @@ mod tests {
     }
 
     #[test]
-    fn winograd_avx512_runs_on_small_images() {
+    fn winograd_avx512_runs_where_its_inputs_fit() {
         let same = spec(Padding::uniform(1), 1);
         for (xs, ws, want) in [
-            // The benchmark's W4 and a batch of it; 512 channels on 14×14.
+            // The benchmark's W4, a batch of it, 512 channels on 14×14; W1 and W2 (3.2 MB of
+            // transformed input per image).
             ([1, 256, 14, 14], [256, 256, 3, 3], true),
             ([8, 256, 14, 14], [256, 256, 3, 3], true),
             ([1, 512, 14, 14], [512, 512, 3, 3], true),
-            // Images of more tiles than a band (W1: 28×28 tiles) run the portable kernel, and
+            ([1, 64, 56, 56], [64, 64, 3, 3], true),
+            ([8, 64, 56, 56], [64, 64, 3, 3], true),
+            // More than 4 MB per image (64 channels at 112×112) runs the portable kernel, and
             // layers that are no Winograd layers neither.
-            ([1, 64, 56, 56], [64, 64, 3, 3], false),
-            ([1, 64, 22, 22], [64, 64, 3, 3], false),
+            ([1, 64, 112, 112], [64, 64, 3, 3], false),
             ([1, 16, 14, 14], [64, 16, 3, 3], false),
         ] {
             let g = same.geometry(&xs, &ws, None).unwrap();
