@@ -60,6 +60,7 @@ pub mod gpu;
 #[cfg(feature = "ndarray")]
 mod ndarray;
 pub mod params;
+mod recycle;
 mod tensor;
 
 pub use activation::Activation;

@@ -120,8 +120,8 @@ impl<T: Element> Tensor<T> {
     }
 
     /// Gives back the elements.
-    pub fn into_data(self) -> Vec<T> {
-        self.data
+    pub fn into_data(mut self) -> Vec<T> {
+        std::mem::take(&mut self.data)
     }
 
     /// The same elements under another shape of the same element count (no copy). `Err` if
@@ -136,7 +136,16 @@ impl<T: Element> Tensor<T> {
             self.shape,
             self.data.len()
         );
-        Ok(Tensor { shape, ..self })
+        let data = self.into_data();
+        Ok(Tensor { shape, data })
+    }
+}
+
+/// A dropped tensor's elements go to the recycled storage (`src/recycle.rs`), which the fast
+/// path's next outputs draw on.
+impl<T: Element> Drop for Tensor<T> {
+    fn drop(&mut self) {
+        crate::recycle::give(std::mem::take(&mut self.data));
     }
 }
 

@@ -124,7 +124,7 @@ fn weight_grad(g: &ConvGeometry, gy: &[f32], x: &[f32]) -> Result<Tensor> {
     let units = g.n * bands;
     let parts = units.min(PARTS);
     let block = cog * k; // one group's gradient
-    let mut partial = vec![0.0f32; parts * g.groups * block];
+    let mut partial = crate::recycle::zeroed::<f32>(parts * g.groups * block);
     partial
         .par_chunks_mut(block)
         .enumerate()
@@ -158,7 +158,7 @@ fn weight_grad(g: &ConvGeometry, gy: &[f32], x: &[f32]) -> Result<Tensor> {
         });
     // The parts, added in order; groups are consecutive blocks of the output.
     let total = g.groups * block;
-    let mut gw = vec![0.0f32; total];
+    let mut gw = crate::recycle::zeroed::<f32>(total);
     gw.par_chunks_mut(4096).enumerate().for_each(|(c, out)| {
         for (part, sums) in partial.chunks(total).enumerate() {
             let src = &sums[c * 4096..][..out.len()];
@@ -169,5 +169,6 @@ fn weight_grad(g: &ConvGeometry, gy: &[f32], x: &[f32]) -> Result<Tensor> {
             }
         }
     });
+    crate::recycle::give(partial);
     Tensor::new(shape, gw)
 }

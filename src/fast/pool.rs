@@ -227,7 +227,7 @@ pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
 fn avg_pool_disjoint(g: &PoolGeometry, x: &Tensor) -> Result<Tensor> {
     let ([h, w], [oh, ow]) = (g.input, g.output);
     let len = g.n * g.c * oh * ow;
-    let mut out = Vec::with_capacity(len);
+    let mut out = crate::recycle::take(len);
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(oh * ow)
         .zip(x.data().par_chunks(h * w))
@@ -276,7 +276,7 @@ fn avg_planes(o: &mut [std::mem::MaybeUninit<f32>], xs: &[f32], g: &PoolGeometry
 fn max_pool_disjoint(g: &PoolGeometry, x: &Tensor) -> Result<(Tensor, Tensor<u32>)> {
     let ([h, w], [oh, ow]) = (g.input, g.output);
     let len = g.n * g.c * oh * ow;
-    let (mut vals, mut idx) = (Vec::with_capacity(len), Vec::with_capacity(len));
+    let (mut vals, mut idx) = (crate::recycle::take(len), crate::recycle::take(len));
     vals.spare_capacity_mut()[..len]
         .par_chunks_mut(oh * ow)
         .zip(idx.spare_capacity_mut()[..len].par_chunks_mut(oh * ow))
@@ -362,7 +362,7 @@ pub fn max_unpool2d_backward(grad: &Tensor, idx: &Tensor<u32>) -> Result<Tensor>
     let per = d[2].saturating_mul(d[3]).max(1);
     // Written in place, plane by plane (no zeroed buffer first), the index check folded into the
     // gather (an out-of-range index reads 0 and flags its plane; the error is formed afterwards).
-    let mut out = Vec::with_capacity(idx.len());
+    let mut out = crate::recycle::take(idx.len());
     let bad = out.spare_capacity_mut()[..idx.len()]
         .par_chunks_mut(per)
         .zip(idx.data().par_chunks(per))
@@ -427,8 +427,7 @@ fn scatter_planes(
     // Each task zeroes its planes and scatters into them while they are in cache, skipping
     // (and flagging) indices out of range; the error is formed afterwards. One pass over the
     // output and the indices instead of a check pass, a zeroing pass and a scatter.
-    let mut out = vec![0.0f32; 0];
-    out.reserve_exact(len);
+    let mut out = crate::recycle::take::<f32>(len);
     let spare = &mut out.spare_capacity_mut()[..len];
     let bad = spare
         .par_chunks_mut(plane)

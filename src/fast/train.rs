@@ -15,7 +15,7 @@ const CHUNK: usize = 1 << 14;
 
 /// `f(i)` for every flat index, on all cores, written in place: no zeroed buffer first.
 fn map_indexed(shape: &[usize], len: usize, f: impl Fn(usize) -> f32 + Sync) -> Result<Tensor> {
-    let mut out = Vec::with_capacity(len);
+    let mut out = crate::recycle::take(len);
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(CHUNK)
         .enumerate()
@@ -65,7 +65,7 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor<u32>) -> Result<(f
     }
     let hw = h * w;
     let scale = 1.0 / (n * hw) as f32;
-    let mut grad = vec![0.0f32; logits.len()];
+    let mut grad = crate::recycle::zeroed::<f32>(logits.len());
     let losses: Vec<f32> = grad
         .par_chunks_mut(c * hw)
         .zip(logits.data().par_chunks(c * hw))

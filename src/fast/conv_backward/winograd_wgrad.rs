@@ -70,7 +70,7 @@ pub(super) fn weight_grad(g: &ConvGeometry, gy: &[f32], x: &[f32]) -> Vec<f32> {
     // tasks); every task transforms its chunks' input patches for itself.
     let splits = (TASKS / (g.groups * parts)).clamp(1, cog.div_ceil(MR));
     let oc_chunk = cog.div_ceil(splits).next_multiple_of(MR).min(cog);
-    let mut partial = vec![0.0f32; g.groups * parts * sums];
+    let mut partial = crate::recycle::zeroed::<f32>(g.groups * parts * sums);
     let plane = (2 * rows + 2) * (2 * tcols + 2);
     partial
         .par_chunks_mut(sums)
@@ -108,7 +108,7 @@ pub(super) fn weight_grad(g: &ConvGeometry, gy: &[f32], x: &[f32]) -> Vec<f32> {
             });
         });
     // The parts, in order, then each kernel's `Gᵀ dU G`.
-    let mut gw = vec![0.0f32; g.groups * cog * cig * 9];
+    let mut gw = crate::recycle::zeroed::<f32>(g.groups * cog * cig * 9);
     gw.par_chunks_mut(cig * 9)
         .enumerate()
         .for_each(|(row, out)| {
@@ -123,6 +123,7 @@ pub(super) fn weight_grad(g: &ConvGeometry, gy: &[f32], x: &[f32]) -> Vec<f32> {
                 back_to_kernel(&du, kernel);
             }
         });
+    crate::recycle::give(partial);
     gw
 }
 
