@@ -41,11 +41,18 @@ fn recyclable<T>() -> bool {
 }
 
 impl Pool {
-    /// Keeps `v`'s allocation, or frees it.
+    /// Keeps `v`'s allocation, freeing the oldest kept ones where it would exceed
+    /// [`MAX_BYTES`] (so that the sizes a loop is using now stay), or frees it.
     fn give<T: Element>(&mut self, v: Vec<T>) {
         let cap = v.capacity();
-        if !recyclable::<T>() || cap * 4 < MIN_BYTES || self.bytes + cap * 4 > MAX_BYTES {
+        if !recyclable::<T>() || cap * 4 < MIN_BYTES || cap * 4 > MAX_BYTES {
             return;
+        }
+        while self.bytes + cap * 4 > MAX_BYTES {
+            let (ptr, old) = self.bufs.remove(0);
+            self.bytes -= old * 4;
+            // SAFETY: as in `take`; the buffer is freed as the `Vec<f32>` it is laid out as.
+            drop(unsafe { Vec::from_raw_parts(ptr as *mut f32, 0, old) });
         }
         let mut v = std::mem::ManuallyDrop::new(v);
         self.bufs.push((v.as_mut_ptr() as usize, cap));
@@ -133,10 +140,15 @@ mod tests {
         assert!(p.bufs.is_empty());
         p.give(again);
         assert_eq!((p.bufs.len(), p.bytes), (1, 4 * len));
-        // The pool is bounded.
-        let big = MAX_BYTES / 4 - len + 1;
-        p.give(vec![0.0f32; big]);
+        // The pool is bounded: a buffer over the bound is freed; one that would exceed it
+        // frees the oldest.
+        p.give(vec![0.0f32; MAX_BYTES / 4 + 1]);
         assert_eq!(p.bufs.len(), 1);
+        let big = MAX_BYTES / 4 - len + 1;
+        let newest = vec![0.0f32; big];
+        let at = newest.as_ptr() as usize;
+        p.give(newest);
+        assert_eq!((p.bufs.clone(), p.bytes), (vec![(at, big)], 4 * big));
         p.release();
         assert!(p.bufs.is_empty() && p.bytes == 0);
     }
