@@ -4,11 +4,20 @@
 
 use super::Dst;
 use crate::activation::Activation;
-use crate::params::conv::{Conv2d, ConvGeometry};
+use crate::params::conv::{Conv2d, ConvGeometry, Padding};
 use crate::tensor::Tensor;
 
 /// A kernel's entry point: `conv2d(g, x, w, bias, (out, act))`.
 pub(super) type Kernel = fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>, (Dst, Activation));
+
+/// A stride-1 undilated spec with `padding` and `groups`.
+pub(super) fn spec(padding: Padding, groups: usize) -> Conv2d {
+    Conv2d {
+        padding,
+        groups,
+        ..Default::default()
+    }
+}
 
 /// Seeded values in [-1, 1).
 pub(in crate::fast) fn tensor(shape: &[usize], seed: &mut u64) -> Tensor {

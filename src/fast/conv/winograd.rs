@@ -407,17 +407,9 @@ pub(super) fn conv2d(
 
 #[cfg(test)]
 mod tests {
-    use super::super::kernel_check::check;
+    use super::super::kernel_check::{check, spec};
     use super::*;
     use crate::params::conv::{Conv2d, Padding};
-
-    fn spec(padding: Padding, groups: usize) -> Conv2d {
-        Conv2d {
-            padding,
-            groups,
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn winograd_matches_the_reference() {

@@ -563,17 +563,9 @@ unsafe fn store(o: *mut f32, v: std::arch::x86_64::__m128, pair: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::kernel_check::check;
+    use super::super::kernel_check::{check, spec};
     use super::*;
-    use crate::params::conv::{Conv2d, Padding};
-
-    fn spec(padding: Padding, groups: usize) -> Conv2d {
-        Conv2d {
-            padding,
-            groups,
-            ..Default::default()
-        }
-    }
+    use crate::params::conv::Padding;
 
     #[test]
     fn winograd_avx512_matches_the_reference() {
