@@ -38,11 +38,17 @@ const MIN_TILES: usize = 48;
 
 /// Whether conv2d of geometry `g` runs here rather than through im2col.
 pub(super) fn applies(g: &ConvGeometry) -> bool {
+    winograd_layer(g, MIN_CHANNELS)
+}
+
+/// A 3×3 stride-1 undilated layer with at least `channels` channels per group each way and
+/// [`MIN_TILES`] tiles in the batch: where a Winograd kernel may run.
+pub(super) fn winograd_layer(g: &ConvGeometry, channels: usize) -> bool {
     g.kernel == [3, 3]
         && g.stride == [1, 1]
         && g.dilation == [1, 1]
-        && g.c_in_per_group() >= MIN_CHANNELS
-        && g.c_out_per_group() >= MIN_CHANNELS
+        && g.c_in_per_group() >= channels
+        && g.c_out_per_group() >= channels
         && g.n * g.output[0].div_ceil(2) * g.output[1].div_ceil(2) >= MIN_TILES
 }
 

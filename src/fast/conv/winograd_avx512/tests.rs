@@ -64,7 +64,10 @@ fn winograd_avx512_runs_where_its_inputs_fit() {
         // More than 4 MB per image (64 channels at 112×112) runs the portable kernel, and
         // layers that are no Winograd layers neither.
         ([1, 64, 112, 112], [64, 64, 3, 3], false),
-        ([1, 16, 14, 14], [64, 16, 3, 3], false),
+        ([1, 8, 14, 14], [64, 8, 3, 3], false),
+        // From 16 channels each way (the portable kernel: 32).
+        ([32, 16, 32, 32], [16, 16, 3, 3], true),
+        ([32, 16, 16, 16], [32, 16, 3, 3], true),
     ] {
         let g = same.geometry(&xs, &ws, None).unwrap();
         assert_eq!(applies(&g), want && supported(), "{xs:?} {ws:?}");
