@@ -434,7 +434,7 @@ impl Gpu {
     /// `fresh`) and then the row-segment kernel's dispatches, a window each; else the subgroup
     /// kernel for `ConvAlgo::Gemm` where the device has subgroups of at least 8 lanes, or the
     /// workgroup-memory one, or the wide GEMMs (with `split`: their partials buffer and K per
-    /// part, see [`wide_split`]). `buffers`: input, weights, bias, output, im2col table.
+    /// part, see [`Gpu::wide_split`]). `buffers`: input, weights, bias, output, im2col table.
     fn gemm_passes<'a>(
         &self,
         algo: ConvAlgo,

@@ -9,8 +9,8 @@
 //! 24 multiply-adds — with 2.25× fewer multiply-adds than im2col's.
 //!
 //! Tasks are (group, part): a part is a run of consecutive chunks (whole tile rows of one
-//! image, about [`CHUNK`] tiles, in image order), [`PARTS`](super::PARTS) or fewer per group, a function of the
-//! shape alone. Each task transforms a chunk's input patches and gradient tiles into its own
+//! image, about [`CHUNK`] tiles, in image order), [`super::PARTS`] or fewer per group, a
+//! function of the shape alone. Each task transforms a chunk's input patches and gradient tiles into its own
 //! block and adds the chunk's products into its part's sums; the parts are added in order,
 //! then taken back to 3×3 kernels. Every sum runs in a fixed order: bitwise reproducible.
 
