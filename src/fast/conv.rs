@@ -40,6 +40,19 @@ thread_local! {
     static PHASES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Whether this machine has AVX-512F (detected once at run time), which the stem kernel and
+/// the AVX-512 Winograd kernels need.
+pub(super) fn avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Runs `f` with this thread's phase-row buffer (or a fresh one while it is in use).
 pub(super) fn with_phases<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     PHASES.with(|p| match p.try_borrow_mut() {

@@ -49,17 +49,28 @@ pub(super) fn check(kernel: Kernel, xs: [usize; 4], ws: [usize; 4], spec: Conv2d
             kernel(&g, x.data(), w.data(), bias.map(Tensor::data), (dst, act));
             out
         };
+        let what = format!("{what} bias {}", bias.is_some());
         let got = run();
-        let terms = (ws[1] * ws[2] * ws[3]) as f32;
-        let atol = 1e-5 * (terms / 64.0).sqrt().max(1.0);
-        for (i, (a, e)) in got.iter().zip(want.data()).enumerate() {
-            assert!(
-                (a - e).abs() <= atol + 1e-4 * e.abs(),
-                "{what} bias {}: element {i}: got {a}, want {e}",
-                bias.is_some()
-            );
-        }
-        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&got), bits(&run()), "{what}: not deterministic");
+        assert_sum_close(&what, &got, want.data(), ws[1] * ws[2] * ws[3]);
+        assert_same_bits(&what, &got, &run());
     }
+}
+
+/// `got` against `want` within the fast path's tolerance for sums of `terms` terms
+/// (tests/common: `sum_atol`, rtol 1e-4).
+pub(in crate::fast) fn assert_sum_close(what: &str, got: &[f32], want: &[f32], terms: usize) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let atol = 1e-5 * (terms as f32 / 64.0).sqrt().max(1.0);
+    for (i, (a, e)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - e).abs() <= atol + 1e-4 * e.abs(),
+            "{what}: element {i}: got {a}, want {e}"
+        );
+    }
+}
+
+/// A second run's bits against the first's.
+pub(in crate::fast) fn assert_same_bits(what: &str, first: &[f32], again: &[f32]) {
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(first), bits(again), "{what}: not deterministic");
 }

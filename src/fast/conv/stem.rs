@@ -21,7 +21,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{strided_row, with_block, Dst, BLOCK_FLOATS};
+use super::{avx512f, strided_row, with_block, Dst, BLOCK_FLOATS};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
 
@@ -37,27 +37,12 @@ const MR: usize = 8;
 /// Vectors of output pixels per register block (the main one): `MR·NV` = 24 accumulators.
 const NV: usize = 3;
 
-/// Whether this machine can run the kernel (AVX-512F, detected once at run time).
-fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Whether conv2d of geometry `g` runs here rather than through im2col: few input channels
 /// per group, at least one whole register block of output channels, rows of at least one
 /// vector, and a machine with AVX-512. (Below that, a 1 → 32 channel 5×5 layer on 28×28 images
 /// ran no faster than im2col.)
 pub(super) fn applies(g: &ConvGeometry) -> bool {
-    g.c_in_per_group() <= MAX_C_IN
-        && g.c_out_per_group() >= MR
-        && g.output[1] >= LANES
-        && supported()
+    g.c_in_per_group() <= MAX_C_IN && g.c_out_per_group() >= MR && g.output[1] >= LANES && avx512f()
 }
 
 /// The shape of one call: where each task's phase rows lie and how long they are.
@@ -299,7 +284,7 @@ impl Task<'_> {
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = (taps, scratch, wt, oy, ow, oh);
-            unreachable!("direct::applies is false off x86-64");
+            unreachable!("stem::applies is false off x86-64");
         }
     }
 }
@@ -390,7 +375,7 @@ mod tests {
 
     #[test]
     fn stem_matches_the_reference() {
-        if !supported() {
+        if !avx512f() {
             eprintln!("stem_matches_the_reference: no AVX-512F here; the kernel never runs");
             return;
         }
@@ -487,7 +472,7 @@ mod tests {
             ([8, 1, 28, 28], [32, 1, 5, 5], spec([2, 2], 2), false),
         ] {
             let g = spec.geometry(&xs, &ws, None).unwrap();
-            assert_eq!(applies(&g), want && supported(), "{xs:?} {ws:?} {spec:?}");
+            assert_eq!(applies(&g), want && avx512f(), "{xs:?} {ws:?} {spec:?}");
         }
     }
 }

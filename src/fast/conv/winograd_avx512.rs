@@ -23,12 +23,12 @@
 
 use rayon::prelude::*;
 
-use super::{winograd, with_block, with_matrix, Dst, BLOCK_FLOATS, MIN_TASKS};
+use super::{avx512f, winograd, with_block, with_matrix, Dst, BLOCK_FLOATS, MIN_TASKS};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
 
 /// Points of the transform domain (4×4): one vector.
-const XI: usize = 16;
+pub(in crate::fast) const XI: usize = 16;
 /// Output channels per register block (the remainder runs in blocks of 1).
 const MR: usize = 4;
 /// Tiles per register block (the remainder runs in one smaller block).
@@ -45,25 +45,13 @@ const MIN_CHANNELS: usize = 16;
 /// Tasks per image and group, about, for each of the two passes.
 const TASKS: usize = 2 * MIN_TASKS;
 
-/// Whether this machine can run the kernel (AVX-512F, detected once at run time).
-pub(in crate::fast) fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Whether conv2d of geometry `g` runs here rather than through the portable Winograd kernel
 /// or im2col: a Winograd layer (from [`MIN_CHANNELS`]) whose images' transformed inputs take
 /// at most [`V_FLOATS`], on a machine with AVX-512.
 pub(super) fn applies(g: &ConvGeometry) -> bool {
     winograd::winograd_layer(g, MIN_CHANNELS)
         && g.c_in_per_group() * Tiles::of(g).count() * XI <= V_FLOATS
-        && supported()
+        && avx512f()
 }
 
 /// Tile geometry of one conv2d: tile rows and columns, each tile 2×2 outputs.
@@ -92,7 +80,7 @@ impl Tiles {
 }
 
 /// Where block `b` of `n` items in blocks of `size` starts, and how many it holds.
-fn block(b: usize, size: usize, n: usize) -> (usize, usize) {
+pub(in crate::fast) fn block(b: usize, size: usize, n: usize) -> (usize, usize) {
     (b * size, size.min(n - b * size))
 }
 
@@ -230,15 +218,27 @@ pub(super) fn conv2d(
 /// [`Tiles::plane`]): plane row `r`, column `c` is input row `r − pad_top`, column
 /// `c − pad_left`.
 fn pad_plane(g: &ConvGeometry, x: &[f32], plane: &mut [f32]) {
-    let [h, w] = g.input;
-    let (rows, cols) = Tiles::of(g).plane();
-    let (pt, pl) = (g.pad_before[0], g.pad_before[1]);
-    for (r, dst) in plane.chunks_exact_mut(cols).take(rows).enumerate() {
-        dst.fill(0.0);
-        if (pt..pt + h).contains(&r) {
-            let src = &x[(r - pt) * w..][..w];
-            let (lo, hi) = (pl.min(cols), (pl + w).min(cols));
-            dst[lo..hi].copy_from_slice(&src[..hi - lo]);
+    let at = (-(g.pad_before[0] as isize), g.pad_before[1]);
+    pad_rows(x, g.input, at, plane, Tiles::of(g).plane());
+}
+
+/// Rows `top … top + rows − 1` of the plane `x` `[H, W]`, each moved right by `left` and cut
+/// to `cols` columns, into `dst` (rows of `cols`), zero outside the plane: the zero-padded
+/// rows under a run of tiles.
+pub(in crate::fast) fn pad_rows(
+    x: &[f32],
+    [h, w]: [usize; 2],
+    (top, left): (isize, usize),
+    dst: &mut [f32],
+    (rows, cols): (usize, usize),
+) {
+    for (r, row) in dst.chunks_exact_mut(cols).take(rows).enumerate() {
+        row.fill(0.0);
+        let iy = top + r as isize;
+        if (0..h as isize).contains(&iy) {
+            let src = &x[iy as usize * w..][..w];
+            let (lo, hi) = (left.min(cols), (left + w).min(cols));
+            row[lo..hi].copy_from_slice(&src[..hi - lo]);
         }
     }
 }
@@ -308,6 +308,31 @@ pub(in crate::fast) unsafe fn patch_points(
     _mm512_fmadd_ps(cols_sign, b, a)
 }
 
+/// The constant vectors of the transform `M · d · Mᵀ` of a `K×K` tile `d` into the 16 points:
+/// vector `e` (of `E` = `K·K`) holds `M[i][e / K]·M[j][e % K]` in lane `4i + j`, so that the
+/// points are `Σ_e d[e]·vector[e]`.
+///
+/// # Safety
+/// AVX-512F must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(in crate::fast) unsafe fn point_coefficients<const K: usize, const E: usize>(
+    m: &[[f32; K]; 4],
+) -> [std::arch::x86_64::__m512; E] {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(E, K * K);
+    let mut vectors = [_mm512_setzero_ps(); E];
+    for (e, v) in vectors.iter_mut().enumerate() {
+        let mut lanes = [0.0f32; XI];
+        for (xi, l) in lanes.iter_mut().enumerate() {
+            *l = m[xi / 4][e / K] * m[xi % 4][e % K];
+        }
+        // SAFETY: 16 floats.
+        *v = unsafe { _mm512_loadu_ps(lanes.as_ptr()) };
+    }
+    vectors
+}
+
 /// `acc[r][j] += a_s[r] ⊙ b_s[j]` over `steps` steps `s`: step `s` reads `R` vectors at
 /// `a + s·a_step` and `T` consecutive vectors at `b + s·T·16`. The elementwise products of
 /// both Winograd kernels (the forward's over input channels, the weight gradient's over tiles).
@@ -361,19 +386,8 @@ unsafe fn transform_weights(weights: &[f32], cig: usize, u: &mut [f32]) {
         [0.5, -0.5, 0.5],
         [0.0, 0.0, 1.0],
     ];
-    let mut coef = [[0.0f32; XI]; 9];
-    for (e, c) in coef.iter_mut().enumerate() {
-        let (ky, kx) = (e / 3, e % 3);
-        for (xi, v) in c.iter_mut().enumerate() {
-            *v = G[xi / 4][ky] * G[xi % 4][kx];
-        }
-    }
-    let mut vectors = [_mm512_setzero_ps(); 9];
-    for (v, c) in vectors.iter_mut().zip(&coef) {
-        // SAFETY: 16 floats.
-        *v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
-    }
-    let coef = vectors;
+    // SAFETY: AVX-512F is present (the caller's promise).
+    let coef: [_; 9] = unsafe { point_coefficients(&G) };
     let cl = weights.len() / (9 * cig);
     assert!(u.len() >= cl * cig * XI);
     for sb in 0..cl.div_ceil(MR) {

@@ -16,13 +16,13 @@
 
 use rayon::prelude::*;
 
-use super::super::conv::winograd_avx512::{accumulate, patch_points, supported};
-use super::super::conv::with_block;
+use super::super::conv::winograd_avx512::{
+    accumulate, block, pad_rows, patch_points, point_coefficients, XI,
+};
+use super::super::conv::{avx512f, with_block};
 use super::PARTS;
 use crate::params::conv::ConvGeometry;
 
-/// Points of the transform domain (4×4): one vector.
-const XI: usize = 16;
 /// Output channels per register block.
 const MR: usize = 4;
 /// Input channels per register block.
@@ -44,12 +44,7 @@ pub(super) fn applies(g: &ConvGeometry) -> bool {
         && g.dilation == [1, 1]
         && g.c_in_per_group() >= MIN_CHANNELS
         && g.c_out_per_group() >= MIN_CHANNELS
-        && supported()
-}
-
-/// Where block `b` of `n` items in blocks of `size` starts, and how many it holds.
-fn block(b: usize, size: usize, n: usize) -> (usize, usize) {
-    (b * size, size.min(n - b * size))
+        && avx512f()
 }
 
 /// The weight gradient `[C_out, C_in/groups, 3, 3]` of the forward convolution `g` (for which
@@ -188,15 +183,7 @@ impl Chunk<'_> {
         let xs = &self.x[(b * g.c_in + self.grp * cig) * h * w..][..cig * h * w];
         for ic in 0..cig {
             let plane = &xs[ic * h * w..][..h * w];
-            for (r, row) in pad.chunks_exact_mut(pcols).take(prows).enumerate() {
-                row.fill(0.0);
-                let iy = top + r as isize;
-                if (0..h as isize).contains(&iy) {
-                    let src = &plane[iy as usize * w..][..w];
-                    let (lo, hi) = (left.min(pcols), (left + w).min(pcols));
-                    row[lo..hi].copy_from_slice(&src[..hi - lo]);
-                }
-            }
+            pad_rows(plane, [h, w], (top, left), pad, (prows, pcols));
             let (ib, i) = (ic / NI, ic % NI);
             let ni = NI.min(cig - ib * NI);
             let dst = v[(ib * NI * n + i) * XI..].as_mut_ptr();
@@ -215,16 +202,8 @@ impl Chunk<'_> {
         // A dY Aᵀ of the 2×2 tile (p q; r s): point (i, j) = Σ A[i][a]·dY[a][b]·A[j][b],
         // A = [[1, 0], [1, 1], [1, −1], [0, −1]]: four multiply-adds by constant vectors.
         const A: [[f32; 2]; 4] = [[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
-        let mut cz = [_mm512_setzero_ps(); 4];
-        for (e, c) in cz.iter_mut().enumerate() {
-            let (a, b) = (e / 2, e % 2);
-            let mut coef = [0.0f32; XI];
-            for (xi, v) in coef.iter_mut().enumerate() {
-                *v = A[xi / 4][a] * A[xi % 4][b];
-            }
-            // SAFETY: 16 floats.
-            *c = unsafe { _mm512_loadu_ps(coef.as_ptr()) };
-        }
+        // SAFETY: AVX-512F is present (the caller's promise).
+        let cz: [_; 4] = unsafe { point_coefficients(&A) };
         let gys = &self.gy[(b * g.c_out + self.grp * cog) * oh * ow..][..cog * oh * ow];
         for (oc, plane) in gys
             .chunks_exact(oh * ow)
@@ -389,7 +368,7 @@ impl Block {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::conv::kernel_check::tensor;
+    use super::super::super::conv::kernel_check::{assert_same_bits, assert_sum_close, tensor};
     use super::*;
     use crate::params::conv::{Conv2d, Padding};
 
@@ -400,26 +379,15 @@ mod tests {
         let gy = tensor(&g.output_shape(), seed);
         let want = crate::cpu::conv2d_backward_weight(&gy, &x, [3, 3], &spec).unwrap();
         let got = weight_grad(&g, gy.data(), x.data());
-        let terms = (xs[0] * g.output[0] * g.output[1]) as f32;
-        let atol = 1e-5 * (terms / 64.0).sqrt().max(1.0);
         let what = format!("{xs:?} {ws:?} {spec:?}");
-        for (i, (a, e)) in got.iter().zip(want.data()).enumerate() {
-            assert!(
-                (a - e).abs() <= atol + 1e-4 * e.abs(),
-                "{what}: element {i}: got {a}, want {e}"
-            );
-        }
-        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(
-            bits(&got),
-            bits(&weight_grad(&g, gy.data(), x.data())),
-            "{what}: not deterministic"
-        );
+        let terms = xs[0] * g.output[0] * g.output[1];
+        assert_sum_close(&what, &got, want.data(), terms);
+        assert_same_bits(&what, &got, &weight_grad(&g, gy.data(), x.data()));
     }
 
     #[test]
     fn winograd_weight_gradient_matches_the_reference() {
-        if !supported() {
+        if !avx512f() {
             eprintln!("winograd_weight_gradient_matches_the_reference: no AVX-512F here");
             return;
         }
@@ -474,7 +442,7 @@ mod tests {
             ([1, 32, 16, 16], [32, 32, 3, 3], strided, false),
         ] {
             let g = spec.geometry(&xs, &ws, None).unwrap();
-            assert_eq!(applies(&g), want && supported(), "{xs:?} {ws:?} {spec:?}");
+            assert_eq!(applies(&g), want && avx512f(), "{xs:?} {ws:?} {spec:?}");
         }
     }
 }
