@@ -105,7 +105,7 @@ def onnxruntime_rows(threads, runs):
             for sess, ins, feeds, outs in steps:
                 given = feeds if feeds is not None else {n: prev[n] for n in ins}
                 prev = dict(zip(outs, sess.run(outs, given)))
-        rows.append(row(wid, op, "onnxruntime-cpu", *timed(run, runs), gflop, gb,
+        rows.append(row(wid, op, "onnxruntime-cpu", timed(run, runs), gflop, gb,
                         f"ONNX Runtime {ort.__version__}, {threads} threads"))
     return rows
 

@@ -159,8 +159,8 @@ def main():
         # The forward workloads run as inference; the backward ones and T1 need autograd.
         with torch.inference_mode(wid in FORWARD):
             f, gflop, gb = make()
-            med, lo, hi = timed(f, a.runs, sync)
-        r = row(wid, op, f"pytorch-{a.device}", med, lo, hi, gflop, gb,
+            runs = timed(f, a.runs, sync)
+        r = row(wid, op, f"pytorch-{a.device}", runs, gflop, gb,
                 f"PyTorch {torch.__version__} on {where}")
         rows.append(r)
         print(json.dumps(r), flush=True)

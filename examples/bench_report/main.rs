@@ -40,6 +40,9 @@ struct Row {
     gbps: Option<f64>,
     kernel_ms: Option<f64>,
     adapter: String,
+    /// A peer's timed runs (ms), merged over the rounds; not written out.
+    #[serde(default, skip_serializing)]
+    runs_ms: Vec<f64>,
 }
 
 /// A workload's inputs and the runs timed so far: gpu, cpu-fast, cpu-ref.
@@ -81,7 +84,8 @@ const CELL_MS: f64 = 100.0;
 /// At most this many timed runs per cell (split evenly over the rounds, rounding down).
 const MAX_RUNS: usize = 101;
 /// A full report times every cell in this many rounds, each round going through all the
-/// workloads: the runs of a cell are spread over the whole report, so a slow spell of the
+/// workloads on one backend after the other (the GPU, the fast path, the reference, then the
+/// peers with `--peers`): the runs of a cell are spread over the whole report, so a slow spell of the
 /// machine (this VM has spells of seconds to minutes) weighs a little on every cell instead of
 /// wholly on the few it falls on. Each cell's median is over all its runs.
 const ROUNDS: usize = 3;
@@ -245,6 +249,11 @@ fn main() -> Result<()> {
     let (ref_warm, ref_reps): (usize, usize) = if a.quick { (0, 1) } else { (1, 3) };
     let mut fma = Vec::new();
     let mut copy = vec![copy_bandwidth()];
+    // The peers' timed runs per cell, in all (split over the rounds), their rows so far, and
+    // whether they ran (`None` without `--peers`).
+    let peer_runs: usize = if a.quick { 7 } else { 21 };
+    let mut peer_rows = Vec::new();
+    let mut peer_state: Option<Result<(), String>> = None;
     for round in 0..rounds {
         fma.push(fma_rate());
         eprintln!(
@@ -253,8 +262,10 @@ fn main() -> Result<()> {
             fma[round]
         );
         let warm = if round == 0 { warm } else { 1 };
-        for c in &mut cells {
-            if let Some(gpu) = &gpu {
+        // One backend at a time through all the workloads: a CPU cell timed right after a
+        // lavapipe cell shares the cores with the driver's threads winding down.
+        if let Some(gpu) = &gpu {
+            for c in &mut cells {
                 gpu.synchronize()?;
                 let t = time(warm, per_round(reps), || {
                     run_gpu(gpu, &c.wl.work, &c.gins)?;
@@ -268,17 +279,25 @@ fn main() -> Result<()> {
                     }
                 }
             }
+        }
+        for c in &mut cells {
             let t = time(warm, per_round(reps), || run_cpu(&c.wl.work, &c.ins, true))?;
             c.times[1].extend(t);
-            if !a.reference {
-                continue;
-            }
+        }
+        for c in cells.iter_mut().filter(|_| a.reference) {
             let t = time(
                 if round == 0 { ref_warm } else { 0 },
                 (ref_reps.div_ceil(rounds), 0.0, 0),
                 || run_cpu(&c.wl.work, &c.ins, false),
             )?;
             c.times[2].extend(t);
+        }
+        // The CPU peers after each round's cells, so that they are timed over the same
+        // stretch of the machine's time as ours (it drifts by 15% over minutes).
+        if a.peers && peer_state.as_ref().is_none_or(Result::is_ok) {
+            peer_state = Some(peers::run(threads, peer_runs.div_ceil(rounds)).map(|rows| {
+                peer_rows.extend(rows);
+            }));
         }
     }
     fma.push(fma_rate());
@@ -307,6 +326,7 @@ fn main() -> Result<()> {
                 gflops: gflop.map(|f| f / (median / 1e3)),
                 gbps: gb.map(|b| b / (median / 1e3)),
                 kernel_ms: if backend == "gpu" { kernel_ms } else { None },
+                runs_ms: Vec::new(),
                 adapter: if backend == "gpu" {
                     adapter.clone()
                 } else {
@@ -355,6 +375,7 @@ fn main() -> Result<()> {
             gflops: None,
             gbps: None,
             kernel_ms: None,
+            runs_ms: Vec::new(),
             adapter: if backend == "gpu" {
                 adapter.clone()
             } else {
@@ -362,22 +383,19 @@ fn main() -> Result<()> {
             },
         });
     }
-    // The CPU peers, after our cells (their rows follow ours within each workload).
-    let peer_state = a.peers.then(|| match peers::run(threads, a.quick) {
-        Ok(peer_rows) => {
-            for r in &peer_rows {
-                println!(
-                    "{:<3} {:<33} {:<15} median {:>9.2} ms  (min {:>8.2}, max {:>8.2})",
-                    r.workload, r.op, r.backend, r.median_ms, r.min_ms, r.max_ms
-                );
-            }
-            rows.extend(peer_rows);
-            Ok(())
-        }
-        Err(why) => {
-            eprintln!("bench_report: no CPU peers: {why}");
-            Err(why)
-        }
+    // The peers' rows of all rounds merged: one per (workload, backend), over all its runs.
+    let peer_state = peer_state.map(|state| {
+        state
+            .map(|()| {
+                for r in peers::merge(std::mem::take(&mut peer_rows)) {
+                    println!(
+                        "{:<3} {:<33} {:<15} median {:>9.2} ms  (min {:>8.2}, max {:>8.2})",
+                        r.workload, r.op, r.backend, r.median_ms, r.min_ms, r.max_ms
+                    );
+                    rows.push(r);
+                }
+            })
+            .inspect_err(|why| eprintln!("bench_report: no CPU peers: {why}"))
     });
     rows.sort_by_key(|r| {
         let (kind, num) = r.workload.split_at(1);

@@ -3,8 +3,9 @@
 
 use super::Row;
 
-/// The peers' rows, or why there are none (no python3, no script, or no peer installed).
-pub fn run(threads: usize, quick: bool) -> Result<Vec<Row>, String> {
+/// The peers' rows of `runs` timed runs per cell, or why there are none (no python3, no
+/// script, or no peer installed).
+pub fn run(threads: usize, runs: usize) -> Result<Vec<Row>, String> {
     let script = [
         concat!(env!("CARGO_MANIFEST_DIR"), "/benchmarks/cpu_peers.py"),
         "benchmarks/cpu_peers.py",
@@ -13,7 +14,6 @@ pub fn run(threads: usize, quick: bool) -> Result<Vec<Row>, String> {
     .find(|p| std::path::Path::new(p).exists())
     .ok_or("benchmarks/cpu_peers.py not found")?;
     let json = std::env::temp_dir().join(format!("convpool-peers-{}.json", std::process::id()));
-    let runs = if quick { "7" } else { "21" };
     eprintln!("bench_report: timing the CPU peers ({script})");
     let status = std::process::Command::new("python3")
         .args([
@@ -21,7 +21,7 @@ pub fn run(threads: usize, quick: bool) -> Result<Vec<Row>, String> {
             "--threads",
             &threads.to_string(),
             "--runs",
-            runs,
+            &runs.to_string(),
             "--json",
         ])
         .arg(&json)
@@ -38,6 +38,32 @@ pub fn run(threads: usize, quick: bool) -> Result<Vec<Row>, String> {
         return Err("no peer installed (pip install onnx onnxruntime torch)".into());
     }
     Ok(rows)
+}
+
+/// One row per (workload, backend) of the rows of several runs of the peers: the median,
+/// min and max of all their timed runs, the rates scaled to that median.
+pub fn merge(rows: Vec<Row>) -> Vec<Row> {
+    let mut merged: Vec<Row> = Vec::new();
+    for r in rows {
+        match merged
+            .iter_mut()
+            .find(|m| m.workload == r.workload && m.backend == r.backend)
+        {
+            Some(m) => m.runs_ms.extend(r.runs_ms),
+            None => merged.push(r),
+        }
+    }
+    for m in &mut merged {
+        if m.runs_ms.is_empty() {
+            continue;
+        }
+        let (median, min, max) = super::stats(m.runs_ms.clone());
+        let scale = m.median_ms / median;
+        m.gflops = m.gflops.map(|g| g * scale);
+        m.gbps = m.gbps.map(|g| g * scale);
+        (m.median_ms, m.min_ms, m.max_ms) = (median, min, max);
+    }
+    merged
 }
 
 /// The fastest peer's median for `workload`, if any peer ran it.
