@@ -18,6 +18,8 @@ mod flipped;
 #[cfg(test)]
 pub(super) mod kernel_check;
 mod stem;
+#[cfg(target_arch = "x86_64")]
+mod stem_winograd;
 mod winograd;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod winograd_avx512;
@@ -279,6 +281,15 @@ pub(super) fn conv2d_geom(
         return unsafe {
             output(shape, ow, |dst| {
                 winograd::conv2d(&g, x, w, bias, (dst, act))
+            })
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if stem_winograd::applies(&g) {
+        // SAFETY: the kernel writes every output element (stem_winograd::conv2d).
+        return unsafe {
+            output(shape, ow, |dst| {
+                stem_winograd::conv2d(&g, x, w, bias, (dst, act))
             })
         };
     }
