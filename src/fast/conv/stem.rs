@@ -45,6 +45,41 @@ pub(super) fn applies(g: &ConvGeometry) -> bool {
     g.c_in_per_group() <= MAX_C_IN && g.c_out_per_group() >= MR && g.output[1] >= LANES && avx512f()
 }
 
+/// Task `t`'s share of a conv2d of geometry `g` split into `bands` bands of `rows` output rows
+/// per (image, group), as the stem kernels split it
+/// (this one and `stem_winograd`).
+pub(super) struct Band<'a> {
+    /// Its output rows.
+    pub(super) rows: Range<usize>,
+    /// Its group's input planes, its group and the group's biases.
+    pub(super) input: &'a [f32],
+    pub(super) group: usize,
+    pub(super) bias: Option<&'a [f32]>,
+    /// Its group's first output plane (row `oc·H_out + oy` is output row `oy` of channel `oc`).
+    pub(super) planes: Dst,
+}
+
+/// Task `t`'s [`Band`] of the input `x`, `bias` and output `out`.
+pub(super) fn band<'a>(
+    g: &ConvGeometry,
+    (x, bias, out): (&'a [f32], Option<&'a [f32]>, Dst),
+    t: usize,
+    (bands, rows): (usize, usize),
+) -> Band<'a> {
+    let (u, band) = (t / bands, t % bands);
+    let (b, group) = (u / g.groups, u % g.groups);
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let plane = g.input[0] * g.input[1];
+    let first = group * cog;
+    Band {
+        rows: band * rows..((band + 1) * rows).min(g.output[0]),
+        input: &x[(b * g.c_in + group * cig) * plane..][..cig * plane],
+        group,
+        bias: bias.map(|v| &v[first..][..cog]),
+        planes: out.at((b * g.c_out + first) * g.output[0], 0),
+    }
+}
+
 /// The shape of one call: where each task's phase rows lie and how long they are.
 #[derive(Clone, Copy)]
 struct Plan {
@@ -113,20 +148,21 @@ pub(super) fn conv2d(
     let bands = oh.div_ceil(plan.band_rows);
     let units = g.n * g.groups;
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let in_plane = g.input[0] * g.input[1];
     let k = cig * g.kernel[0] * g.kernel[1];
     (0..units * bands).into_par_iter().for_each(|t| {
-        let (u, band) = (t / bands, t % bands);
-        let (b, grp) = (u / g.groups, u % g.groups);
-        let oys = band * plan.band_rows..((band + 1) * plan.band_rows).min(oh);
-        let xg = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
-        let first = grp * cog;
+        let Band {
+            rows: oys,
+            input: xg,
+            group,
+            bias,
+            planes,
+        } = band(g, (x, bias, out), t, (bands, plan.band_rows));
         let task = Task {
             g,
             plan,
-            w: &w[grp * cog * k..][..cog * k],
-            bias: bias.map(|b| &b[first..][..cog]),
-            planes: out.at((b * g.c_out + first) * oh, 0),
+            w: &w[group * cog * k..][..cog * k],
+            bias,
+            planes,
             act,
         };
         with_block(plan.scratch_len(g) + k * cog, |scratch| {

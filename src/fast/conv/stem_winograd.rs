@@ -37,6 +37,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::stem::{band, Band};
 use super::{avx512f, strided_row, with_block, Dst, BLOCK_FLOATS};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
@@ -216,27 +217,28 @@ pub(super) fn conv2d(
     let bands = oh.div_ceil(plan.band);
     let units = g.n * g.groups;
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let in_plane = g.input[0] * g.input[1];
     let k = cig * g.kernel[0] * g.kernel[1];
     (0..units * bands).into_par_iter().for_each(|t| {
-        let (unit, band) = (t / bands, t % bands);
-        let (b, grp) = (unit / g.groups, unit % g.groups);
-        let oys = band * plan.band..((band + 1) * plan.band).min(oh);
-        let first = grp * cog;
-        let xg = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
+        let Band {
+            rows: oys,
+            input: xg,
+            group,
+            bias,
+            planes,
+        } = band(g, (x, bias, out), t, (bands, plan.band));
         let [ul, pl, vl] = plan.scratch_len(g);
         with_block(ul + pl + vl, |scratch| {
             let (u, scratch) = scratch.split_at_mut(ul);
             let (phases, patches) = scratch.split_at_mut(pl);
             // Each task transforms its group's weights (microseconds): a serial transform
             // before the tasks would let the pool's threads fall asleep.
-            transform_weights(g, &w[first * k..][..cog * k], plan.steps, u);
+            transform_weights(g, &w[group * cog * k..][..cog * k], plan.steps, u);
             let task = Task {
                 g,
                 plan,
                 u,
-                bias: bias.map(|b| &b[first..][..cog]),
-                planes: out.at((b * g.c_out + first) * oh, 0),
+                bias,
+                planes,
             };
             task.phases(xg, oys.start, phases);
             // SAFETY: AVX-512F is present (asserted above); the buffers have the plan's sizes.
