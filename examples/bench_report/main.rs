@@ -85,9 +85,9 @@ const CELL_MS: f64 = 100.0;
 const MAX_RUNS: usize = 101;
 /// A full report times every cell in this many rounds, each round going through all the
 /// workloads on one backend after the other (the GPU, the fast path, the reference, then the
-/// peers with `--peers`): the runs of a cell are spread over the whole report, so a slow spell of the
-/// machine (this VM has spells of seconds to minutes) weighs a little on every cell instead of
-/// wholly on the few it falls on. Each cell's median is over all its runs.
+/// peers with `--peers`): the runs of a cell are spread over the whole report, so a slow spell
+/// of the machine (this VM has spells of seconds to minutes) weighs a little on every cell
+/// instead of wholly on the few it falls on. Each cell's median is over all its runs.
 const ROUNDS: usize = 3;
 
 /// The 10-op chain: conv → max_pool → max_unpool → avg_pool → avg_unpool → conv_transpose →

@@ -45,39 +45,43 @@ pub(super) fn applies(g: &ConvGeometry) -> bool {
     g.c_in_per_group() <= MAX_C_IN && g.c_out_per_group() >= MR && g.output[1] >= LANES && avx512f()
 }
 
-/// Task `t`'s share of a conv2d of geometry `g` split into `bands` bands of `rows` output rows
-/// per (image, group), as the stem kernels split it
-/// (this one and `stem_winograd`).
+/// One task's share of a conv2d of geometry `g` split into bands of output rows per
+/// (image, group), as the stem kernels split it (this one and `stem_winograd`).
 pub(super) struct Band<'a> {
     /// Its output rows.
     pub(super) rows: Range<usize>,
-    /// Its group's input planes, its group and the group's biases.
+    /// Its group's input planes, weights `[oc][k]` and biases.
     pub(super) input: &'a [f32],
-    pub(super) group: usize,
+    pub(super) weights: &'a [f32],
     pub(super) bias: Option<&'a [f32]>,
     /// Its group's first output plane (row `oc·H_out + oy` is output row `oy` of channel `oc`).
     pub(super) planes: Dst,
 }
 
-/// Task `t`'s [`Band`] of the input `x`, `bias` and output `out`.
-pub(super) fn band<'a>(
+/// Runs `task` on every [`Band`] of `band_rows` output rows of every (image, group) of the
+/// input `x`, weights `w`, `bias` and output `out`, in parallel.
+pub(super) fn for_each_band(
     g: &ConvGeometry,
-    (x, bias, out): (&'a [f32], Option<&'a [f32]>, Dst),
-    t: usize,
-    (bands, rows): (usize, usize),
-) -> Band<'a> {
-    let (u, band) = (t / bands, t % bands);
-    let (b, group) = (u / g.groups, u % g.groups);
+    (x, w, bias, out): (&[f32], &[f32], Option<&[f32]>, Dst),
+    band_rows: usize,
+    task: impl Fn(Band) + Sync,
+) {
+    let [oh, _] = g.output;
+    let bands = oh.div_ceil(band_rows);
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let plane = g.input[0] * g.input[1];
-    let first = group * cog;
-    Band {
-        rows: band * rows..((band + 1) * rows).min(g.output[0]),
-        input: &x[(b * g.c_in + group * cig) * plane..][..cig * plane],
-        group,
-        bias: bias.map(|v| &v[first..][..cog]),
-        planes: out.at((b * g.c_out + first) * g.output[0], 0),
-    }
+    let (plane, k) = (g.input[0] * g.input[1], cig * g.kernel[0] * g.kernel[1]);
+    (0..g.n * g.groups * bands).into_par_iter().for_each(|t| {
+        let (u, band) = (t / bands, t % bands);
+        let (b, group) = (u / g.groups, u % g.groups);
+        let first = group * cog;
+        task(Band {
+            rows: band * band_rows..((band + 1) * band_rows).min(oh),
+            input: &x[(b * g.c_in + group * cig) * plane..][..cig * plane],
+            weights: &w[first * k..][..cog * k],
+            bias: bias.map(|v| &v[first..][..cog]),
+            planes: out.at((b * g.c_out + first) * oh, 0),
+        })
+    });
 }
 
 /// The shape of one call: where each task's phase rows lie and how long they are.
@@ -144,34 +148,24 @@ pub(super) fn conv2d(
     (out, act): (Dst, Activation),
 ) {
     let plan = Plan::new(g);
-    let [oh, ow] = g.output;
-    let bands = oh.div_ceil(plan.band_rows);
-    let units = g.n * g.groups;
-    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let k = cig * g.kernel[0] * g.kernel[1];
-    (0..units * bands).into_par_iter().for_each(|t| {
-        let Band {
-            rows: oys,
-            input: xg,
-            group,
-            bias,
-            planes,
-        } = band(g, (x, bias, out), t, (bands, plan.band_rows));
+    let k = g.c_in_per_group() * g.kernel[0] * g.kernel[1];
+    let cog = g.c_out_per_group();
+    for_each_band(g, (x, w, bias, out), plan.band_rows, |band| {
         let task = Task {
             g,
             plan,
-            w: &w[group * cog * k..][..cog * k],
-            bias,
-            planes,
+            w: band.weights,
+            bias: band.bias,
+            planes: band.planes,
             act,
         };
+        let (xg, oys) = (band.input, band.rows);
         with_block(plan.scratch_len(g) + k * cog, |scratch| {
             let (phases, wt) = scratch.split_at_mut(plan.scratch_len(g));
             pack_weights(task.w, k, wt);
             task.run(xg, oys, phases, wt)
         });
     });
-    debug_assert!(ow > 0);
 }
 
 /// One band of output rows of one (image, group).

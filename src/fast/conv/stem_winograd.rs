@@ -35,9 +35,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
-use super::stem::{band, Band};
+use super::stem::for_each_band;
 use super::{avx512f, strided_row, with_block, Dst, BLOCK_FLOATS};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
@@ -214,31 +212,22 @@ pub(super) fn conv2d(
     assert!(avx512f(), "stem_winograd::conv2d needs AVX-512F");
     let plan = Plan::new(g);
     let [oh, ow] = g.output;
-    let bands = oh.div_ceil(plan.band);
-    let units = g.n * g.groups;
-    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let k = cig * g.kernel[0] * g.kernel[1];
-    (0..units * bands).into_par_iter().for_each(|t| {
-        let Band {
-            rows: oys,
-            input: xg,
-            group,
-            bias,
-            planes,
-        } = band(g, (x, bias, out), t, (bands, plan.band));
+    let cog = g.c_out_per_group();
+    for_each_band(g, (x, w, bias, out), plan.band, |band| {
+        let (xg, oys) = (band.input, band.rows);
         let [ul, pl, vl] = plan.scratch_len(g);
         with_block(ul + pl + vl, |scratch| {
             let (u, scratch) = scratch.split_at_mut(ul);
             let (phases, patches) = scratch.split_at_mut(pl);
             // Each task transforms its group's weights (microseconds): a serial transform
             // before the tasks would let the pool's threads fall asleep.
-            transform_weights(g, &w[group * cog * k..][..cog * k], plan.steps, u);
+            transform_weights(g, band.weights, plan.steps, u);
             let task = Task {
                 g,
                 plan,
                 u,
-                bias,
-                planes,
+                bias: band.bias,
+                planes: band.planes,
             };
             task.phases(xg, oys.start, phases);
             // SAFETY: AVX-512F is present (asserted above); the buffers have the plan's sizes.
