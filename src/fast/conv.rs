@@ -17,6 +17,8 @@ use crate::tensor::Tensor;
 mod flipped;
 #[cfg(test)]
 pub(super) mod kernel_check;
+#[cfg(test)]
+mod rows_check;
 mod stem;
 #[cfg(target_arch = "x86_64")]
 mod stem_winograd;
@@ -126,6 +128,17 @@ fn strided_row(src: &[f32], off: isize, s: usize, dst: &mut [f32]) {
                 .for_each(|(d, v)| *d = v[0]);
             if let Some(d) = tail.first_mut() {
                 *d = src[2 * pairs];
+            }
+        }
+        4 => {
+            // As for pairs (the stem kernels' column phases).
+            let quads = (src.len() / 4).min(dst.len());
+            let (head, tail) = dst.split_at_mut(quads);
+            head.iter_mut()
+                .zip(src.chunks_exact(4))
+                .for_each(|(d, v)| *d = v[0]);
+            if let Some(d) = tail.first_mut() {
+                *d = src[4 * quads];
             }
         }
         _ => dst

@@ -5,10 +5,12 @@
 //! Split by the parity `β` of the kernel column `kx = 2b + β`, each kernel row is, along the
 //! output row, a stride-1 correlation of 4 taps over the input row's column phase
 //! `P_β[u] = x[2u + β − pad_w]`: two outputs per tile as F(2, 4), 5 products where the direct
-//! kernel makes 8 (7 for a 7-tap row), over the interpolation points 0, 1, −1, 2 and ∞. The
-//! rows stay direct, so the reduction of every transform point runs over (input channel,
-//! kernel row, phase) — 42 steps for the stem — and the output transform, on the register
-//! accumulators, costs little beside it.
+//! kernel makes 8, over the interpolation points 0, 1, −1, 2 and ∞. With 7 kernel columns
+//! phase 1 has 3 taps, its weight at ∞ (the last tap alone) is 0, and that point skips it: 9
+//! products per tile where the direct kernel makes 14. The rows stay direct, so the reduction
+//! of every transform point runs over (input channel, kernel row, phase) — 42 steps for the
+//! stem, phase 0's first — and the output transform, on the register accumulators, costs
+//! little beside it.
 //!
 //! Vectors hold 16 tiles: two runs of 8 consecutive tiles of an output row (so a row's runs
 //! pack without gaps, whatever its width). Tile `t`'s patch column `c` is `P_β[2t + c]`, input
@@ -16,21 +18,25 @@
 //! column phases, so that every load of a run is 8 consecutive floats of one phase.
 //!
 //! A task is a band of output rows of one (image, group): it transforms its group's weights,
-//! splits the band's input rows into phases, then for each block of 3 tile vectors transforms
-//! their patches for every step and, for each block of 8 output channels, sums the products in
-//! registers point by point (3 vector loads and 8 broadcasts per 24 multiply-adds, as in the
-//! direct kernel), the bias entering through point 1 (which both outputs of a tile see with
-//! weight 1); the 5 points' sums, in L1, then become outputs. Each output element's sum has
+//! splits the band's input rows into phases and transforms their patches for every step, then
+//! for each block of 3 tile vectors, point by point and for each block of 8 output channels,
+//! sums the products in registers (3 vector loads and 8 broadcasts per 24 multiply-adds, as in
+//! the direct kernel; one point's rows stay in L1 across the channel blocks), the bias entering
+//! through point 1 (which both outputs of a tile see with weight 1); the 5 points' sums then
+//! become outputs. Each output element's sum has
 //! one order whatever the bands, so results are deterministic.
 //!
 //! The transformed rows are laid out by row phase of the row stride (`[ic][β][j][l mod s_h]
 //! [l / s_h][tiles]`), so that for any one step the tiles of a band's consecutive runs are
 //! consecutive floats: every vector is one load, with no shuffle.
 //!
-//! On the benchmark machine (2 cores, AVX-512) W3 runs 10–13% faster than on the direct
-//! kernel single-threaded, and on both cores 5–10% faster in some spells of the VM and level
-//! in others (in 24 alternating batches it was never more than 3% slower). With one input
-//! channel, 16 output channels or 32-pixel rows it ran slower, so those stay direct.
+//! On the benchmark machine (2 cores, AVX-512) W3 ran 10–13% faster than on the direct kernel
+//! single-threaded, and on both cores 5–10% faster in some spells of the VM and level in
+//! others (in 24 alternating batches it was never more than 3% slower), before the skip at ∞
+//! and a leaner weight transform took another 8% off (0.955 → 0.876 ms, medians of 101 calls
+//! on both cores; the inner loop then runs at the machine's multiply-add rate and takes 70% of
+//! the time). With one input channel, 16 output channels or 32-pixel rows it ran slower, so
+//! those stay direct.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -46,6 +52,8 @@ const LANES: usize = 16;
 const RUN: usize = 8;
 /// Transform points per tile.
 const POINTS: usize = 5;
+/// The point ∞, whose weight is a tile's last tap alone.
+const INFINITY: usize = 4;
 /// Input channels per group up to which this kernel runs.
 const MAX_C_IN: usize = 4;
 /// Output channels per register block.
@@ -146,6 +154,24 @@ impl Plan {
         }
     }
 
+    /// Step `s` of the reduction as (input channel, kernel row, phase `β`): the steps of
+    /// phase 0 first, so that a point which phase 1 never reaches ([`Plan::live`]) stops
+    /// halfway.
+    fn step(&self, g: &ConvGeometry, s: usize) -> (usize, usize, usize) {
+        let (half, kh) = (self.steps / 2, g.kernel[0]);
+        (s % half / kh, s % half % kh, s / half)
+    }
+
+    /// Steps that point `j` sums: with 7 kernel columns, phase 1's 4th tap is 0, and so is
+    /// its weight at point ∞ (`G`'s last row), whose sum then skips phase 1.
+    fn live(&self, g: &ConvGeometry, j: usize) -> usize {
+        if j == INFINITY && g.kernel[1] % 2 == 1 {
+            self.steps / 2
+        } else {
+            self.steps
+        }
+    }
+
     /// Floats of one task's scratch: transformed weights, phase rows, transformed rows and
     /// one block's sums.
     fn scratch_len(&self, g: &ConvGeometry) -> [usize; 3] {
@@ -153,7 +179,7 @@ impl Plan {
         [
             g.c_out_per_group() * self.steps * POINTS,
             cig * self.band_inputs * 4 * self.phase_len,
-            self.rows_len(g) + NO * NT * POINTS * LANES,
+            self.rows_len(g) + g.c_out_per_group() * NT * POINTS * LANES,
         ]
     }
 
@@ -174,26 +200,23 @@ impl Plan {
 }
 
 /// The group's weights `w` `[oc][ic][kH][kW]` transformed: `u[ocb][j][s][o]`, for output
-/// channel `NO·ocb + o`, step `s = (ic·kH + ky)·2 + β` and point `j`, is `(G g)[j]` of the
-/// 4 taps `g[b] = w[oc][ic][ky][2b + β]` (0 past the kernel).
+/// channel `NO·ocb + o`, step `s` ([`Plan::step`]) and point `j`, is `(G g)[j]` of the 4 taps
+/// `g[b] = w[oc][ic][ky][2b + β]` (0 past the kernel).
 fn transform_weights(g: &ConvGeometry, w: &[f32], steps: usize, u: &mut [f32]) {
-    let [kh, kw] = g.kernel;
-    let cig = g.c_in_per_group();
-    for (oc, k) in w.chunks_exact(cig * kh * kw).enumerate() {
+    let kw = g.kernel[1];
+    let half = steps / 2;
+    for (oc, k) in w.chunks_exact(half * kw).enumerate() {
         let (ocb, o) = (oc / NO, oc % NO);
-        for s in 0..steps {
-            let (ic, ky, beta) = (s / 2 / kh, s / 2 % kh, s % 2);
-            let tap = |b: usize| {
-                let kx = 2 * b + beta;
-                if kx < kw {
-                    k[(ic * kh + ky) * kw + kx]
-                } else {
-                    0.0
+        let at = |j: usize, s: usize| ((ocb * POINTS + j) * steps + s) * NO + o;
+        // Kernel rows in the order of the steps' (ic, ky): `s = β·half + ic·kH + ky`.
+        for (r, row) in k.chunks_exact(kw).enumerate() {
+            for beta in 0..2 {
+                let tap = |b: usize| row.get(2 * b + beta).copied().unwrap_or(0.0);
+                let taps = [tap(0), tap(1), tap(2), tap(3)];
+                for (j, gj) in G.iter().enumerate() {
+                    let v = gj[0] * taps[0] + gj[1] * taps[1] + gj[2] * taps[2] + gj[3] * taps[3];
+                    u[at(j, beta * half + r)] = v;
                 }
-            };
-            for (j, row) in G.iter().enumerate() {
-                let v = (0..4).map(|b| row[b] * tap(b)).sum();
-                u[((ocb * POINTS + j) * steps + s) * NO + o] = v;
             }
         }
     }
@@ -300,7 +323,7 @@ impl Task<'_> {
     unsafe fn run(&self, oys: Range<usize>, phases: &[f32], scratch: &mut [f32]) {
         let g = self.g;
         let [oh, ow] = g.output;
-        let (cog, kh) = (g.c_out_per_group(), g.kernel[0]);
+        let cog = g.c_out_per_group();
         let steps = self.plan.steps;
         // Every store below lies in the group's planes.
         assert!(
@@ -313,7 +336,7 @@ impl Task<'_> {
         let step_at: Vec<usize> = (0..POINTS * steps)
             .map(|i| {
                 let (j, s) = (i / steps, i % steps);
-                let (ic, ky, beta) = (s / 2 / kh, s / 2 % kh, s % 2);
+                let (ic, ky, beta) = self.plan.step(g, s);
                 self.plan.row_at(g, (ky, ic, beta, j))
             })
             .collect();
@@ -333,18 +356,30 @@ impl Task<'_> {
                 }
             }
             let spots: [_; NT] = std::array::from_fn(|k| self.spots(runs(v0 + k)));
-            for ocb in 0..cog / NO {
-                let u = &self.u[ocb * POINTS * steps * NO..][..POINTS * steps * NO];
-                let bias: [f32; NO] =
-                    std::array::from_fn(|o| self.bias.map_or(0.0, |b| b[ocb * NO + o]));
-                let rows: &[f32] = rows;
-                unsafe {
-                    match n {
-                        3 => block::<3>((rows, v0 * LANES, &step_at), u, &bias, sums),
-                        2 => block::<2>((rows, v0 * LANES, &step_at), u, &bias, sums),
-                        _ => block::<1>((rows, v0 * LANES, &step_at), u, &bias, sums),
+            // Point by point, every block of output channels: one point's transformed rows
+            // (8 KB for the stem) stay in L1 across the blocks, where all 5 points' would not.
+            let rows: &[f32] = rows;
+            let block_sums = NO * n * POINTS * LANES;
+            let sums = &mut sums[..cog / NO * block_sums];
+            for j in 0..POINTS {
+                let live = self.plan.live(g, j);
+                let at = &step_at[j * steps..][..live];
+                for (ocb, sums) in sums.chunks_exact_mut(block_sums).enumerate() {
+                    let u = &self.u[(ocb * POINTS + j) * steps * NO..][..live * NO];
+                    let bias: [f32; NO] = std::array::from_fn(|o| match (j, self.bias) {
+                        (1, Some(b)) => b[ocb * NO + o],
+                        _ => 0.0,
+                    });
+                    unsafe {
+                        match n {
+                            3 => point::<3>((rows, v0 * LANES, at), u, &bias, (sums, j)),
+                            2 => point::<2>((rows, v0 * LANES, at), u, &bias, (sums, j)),
+                            _ => point::<1>((rows, v0 * LANES, at), u, &bias, (sums, j)),
+                        }
                     }
                 }
+            }
+            for (ocb, sums) in sums.chunks_exact(block_sums).enumerate() {
                 for o in 0..NO {
                     for (k, spots) in spots.iter().enumerate().take(n) {
                         let m = &sums[(o * n + k) * POINTS * LANES..][..POINTS * LANES];
@@ -453,53 +488,45 @@ fn bt(d: [__m512; 5]) -> [__m512; 5] {
     }
 }
 
-/// The sums of one block: `sums[o][k][j]` = bias at point 1 plus `Σ_s u[j][s][o] · V`, where
-/// tile vector `k`'s `V` for point `j` and step `s` is the 16 floats of the transformed rows
-/// at `step_at[j·steps + s] + first + 16·k`, for the `NO` output channels and `T` tile
-/// vectors, in registers point by point.
+/// Point `j` of the sums of one block: `sums[o][k][j]` = `bias[o]` plus
+/// `Σ_s u[s][o] · V`, where tile vector `k`'s `V` for step `s` is the 16 floats of the
+/// transformed rows at `step_at[s] + first + 16·k`, for the `NO` output channels and `T` tile
+/// vectors, in registers.
 #[target_feature(enable = "avx512f")]
-unsafe fn block<const T: usize>(
+unsafe fn point<const T: usize>(
     (rows, first, step_at): (&[f32], usize, &[usize]),
     u: &[f32],
     bias: &[f32; NO],
-    sums: &mut [f32],
+    (sums, j): (&mut [f32], usize),
 ) {
-    let steps = u.len() / (POINTS * NO);
+    let steps = u.len() / NO;
     let reach = step_at.iter().max().copied().unwrap_or(0) + first + T * LANES;
-    assert!(step_at.len() == POINTS * steps && reach <= rows.len());
+    assert!(step_at.len() == steps && reach <= rows.len() && j < POINTS);
     assert!(sums.len() >= NO * T * POINTS * LANES);
     let (rp, up, sp) = (
         rows.as_ptr().wrapping_add(first),
         u.as_ptr(),
         sums.as_mut_ptr(),
     );
-    for j in 0..POINTS {
-        let mut acc: [[__m512; T]; NO] = std::array::from_fn(|o| {
-            [if j == 1 {
-                _mm512_set1_ps(bias[o])
-            } else {
-                _mm512_setzero_ps()
-            }; T]
-        });
-        for s in 0..steps {
-            // SAFETY: in bounds by the asserts above.
-            unsafe {
-                let at = rp.add(step_at[j * steps + s]);
-                let v: [__m512; T] = std::array::from_fn(|k| _mm512_loadu_ps(at.add(k * LANES)));
-                let w = up.add((j * steps + s) * NO);
-                for (o, acc) in acc.iter_mut().enumerate() {
-                    let b = _mm512_set1_ps(*w.add(o));
-                    for (a, v) in acc.iter_mut().zip(&v) {
-                        *a = _mm512_fmadd_ps(b, *v, *a);
-                    }
+    let mut acc: [[__m512; T]; NO] = std::array::from_fn(|o| [_mm512_set1_ps(bias[o]); T]);
+    for (s, &off) in step_at.iter().enumerate() {
+        // SAFETY: in bounds by the asserts above.
+        unsafe {
+            let at = rp.add(off);
+            let v: [__m512; T] = std::array::from_fn(|k| _mm512_loadu_ps(at.add(k * LANES)));
+            let w = up.add(s * NO);
+            for (o, acc) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*w.add(o));
+                for (a, v) in acc.iter_mut().zip(&v) {
+                    *a = _mm512_fmadd_ps(b, *v, *a);
                 }
             }
         }
-        for (o, acc) in acc.iter().enumerate() {
-            for (k, a) in acc.iter().enumerate() {
-                // SAFETY: in bounds by the asserts above.
-                unsafe { _mm512_storeu_ps(sp.add(((o * T + k) * POINTS + j) * LANES), *a) };
-            }
+    }
+    for (o, acc) in acc.iter().enumerate() {
+        for (k, a) in acc.iter().enumerate() {
+            // SAFETY: in bounds by the asserts above.
+            unsafe { _mm512_storeu_ps(sp.add(((o * T + k) * POINTS + j) * LANES), *a) };
         }
     }
 }
