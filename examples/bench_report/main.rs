@@ -84,8 +84,8 @@ const CELL_MS: f64 = 100.0;
 /// At most this many timed runs per cell (split evenly over the rounds, rounding down).
 const MAX_RUNS: usize = 101;
 /// A full report times every cell in this many rounds, each round going through all the
-/// workloads on one backend after the other (the GPU, the fast path, the reference, then the
-/// peers with `--peers`): the runs of a cell are spread over the whole report, so a slow spell
+/// workloads (and T1) on one backend after the other (the GPU, the fast path, the reference,
+/// then the peers with `--peers`): the runs of a cell are spread over the whole report, so a slow spell
 /// of the machine (this VM has spells of seconds to minutes) weighs a little on every cell
 /// instead of wholly on the few it falls on. Each cell's median is over all its runs.
 const ROUNDS: usize = 3;
@@ -172,26 +172,43 @@ fn args() -> Args {
     a
 }
 
-/// Times of one training step (forward, loss, backward, SGD) of the train_segnet network on
-/// backend `b`, batch 32; `sync` waits for the backend.
-fn train_step_times<B: net::Backend>(
-    b: &B,
-    sync: impl Fn() -> Result<()>,
-    (warm, reps): (usize, usize),
-) -> Result<Vec<f64>> {
-    let mut model = net::Net::new(b, &net::init_weights(7))?;
-    let x = b.put(&data(&[32, 1, 32, 32], 5)?)?;
-    let labels = convpool::Tensor::<u32>::from_fn([32, 32, 32], |i| (i * 7 % 3) as u32)?;
-    let y = b.put_u32(&labels)?;
-    let sgd = convpool::Sgd {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-    };
-    time(warm, (reps, CELL_MS * ROUNDS as f64, MAX_RUNS), || {
-        model.step(b, &x, &y, [32, 32], &sgd)?;
-        sync()
-    })
+/// One training step (forward, loss, backward, SGD) of the train_segnet network on a backend,
+/// batch 32 (T1): the model and its batch, made once and stepped by every timed run.
+struct TrainStep<B: net::Backend> {
+    model: net::Net<B>,
+    x: B::T,
+    y: B::U,
+    sgd: convpool::Sgd,
+}
+
+impl<B: net::Backend> TrainStep<B> {
+    fn new(b: &B) -> Result<Self> {
+        let labels = convpool::Tensor::<u32>::from_fn([32, 32, 32], |i| (i * 7 % 3) as u32)?;
+        Ok(Self {
+            model: net::Net::new(b, &net::init_weights(7))?,
+            x: b.put(&data(&[32, 1, 32, 32], 5)?)?,
+            y: b.put_u32(&labels)?,
+            sgd: convpool::Sgd {
+                lr: 0.01,
+                momentum: 0.9,
+                weight_decay: 0.0,
+            },
+        })
+    }
+
+    /// Times of steps on `b` as [`time`] takes them; `sync` waits for the backend.
+    fn times(
+        &mut self,
+        b: &B,
+        sync: impl Fn() -> Result<()>,
+        warm: usize,
+        budget: (usize, f64, usize),
+    ) -> Result<Vec<f64>> {
+        time(warm, budget, || {
+            self.model.step(b, &self.x, &self.y, [32, 32], &self.sgd)?;
+            sync()
+        })
+    }
 }
 
 fn main() -> Result<()> {
@@ -216,7 +233,7 @@ fn main() -> Result<()> {
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let threads = rayon::current_num_threads();
-    let (warm, reps) = if a.quick { (1, 3) } else { (2, 7) };
+    let (warm, reps): (usize, usize) = if a.quick { (1, 3) } else { (2, 7) };
     println!("convpool bench_report: GPU adapter {adapter}; CPU {cpu_name}, {threads} threads; at least {reps} runs per cell{}", if a.quick { " (quick)" } else { "" });
     // The pooling workloads (GB/s) run first: on lavapipe, once a kernel that binds a texture
     // (the row-segment conv GEMM) has run on a device, its timestamps stop bracketing later
@@ -254,6 +271,16 @@ fn main() -> Result<()> {
     let peer_runs: usize = if a.quick { 7 } else { 21 };
     let mut peer_rows = Vec::new();
     let mut peer_state: Option<Result<(), String>> = None;
+    // T1 on each backend, timed in every round after that backend's workloads, with three
+    // cells' budget (a step takes as long as several workloads).
+    let t1_round = (
+        reps.div_ceil(rounds),
+        3.0 * CELL_MS / rounds as f64,
+        MAX_RUNS / rounds,
+    );
+    let mut gpu_step = gpu.as_ref().map(TrainStep::new).transpose()?;
+    let mut fast_step = TrainStep::new(&net::Fast)?;
+    let mut t1: [Vec<f64>; 2] = Default::default();
     for round in 0..rounds {
         fma.push(fma_rate());
         eprintln!(
@@ -279,11 +306,15 @@ fn main() -> Result<()> {
                     }
                 }
             }
+            if let Some(step) = &mut gpu_step {
+                t1[0].extend(step.times(gpu, || gpu.synchronize(), warm, t1_round)?);
+            }
         }
         for c in &mut cells {
             let t = time(warm, per_round(reps), || run_cpu(&c.wl.work, &c.ins, true))?;
             c.times[1].extend(t);
         }
+        t1[1].extend(fast_step.times(&net::Fast, || Ok(()), warm, t1_round)?);
         for c in cells.iter_mut().filter(|_| a.reference) {
             let t = time(
                 if round == 0 { ref_warm } else { 0 },
@@ -350,19 +381,10 @@ fn main() -> Result<()> {
             rows.push(r);
         }
     }
-    // T1: one training step of the example's network.
-    let mut t1 = Vec::new();
-    if let Some(gpu) = &gpu {
-        t1.push((
-            "gpu",
-            train_step_times(gpu, || gpu.synchronize(), (warm, reps))?,
-        ));
-    }
-    t1.push((
-        "cpu-fast",
-        train_step_times(&net::Fast, || Ok(()), (warm, reps))?,
-    ));
-    for (backend, t) in t1 {
+    for (backend, t) in ["gpu", "cpu-fast"].into_iter().zip(t1) {
+        if t.is_empty() {
+            continue;
+        }
         let (median, min, max) = stats(t);
         println!("T1  training step (train_segnet, batch 32) {backend:<8} median {median:>9.2} ms  (min {min:>8.2}, max {max:>8.2})");
         rows.push(Row {
