@@ -22,6 +22,8 @@ mod rows_check;
 mod stem;
 #[cfg(target_arch = "x86_64")]
 mod stem_winograd;
+#[cfg(target_arch = "x86_64")]
+mod transposed_s2;
 mod winograd;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod winograd_avx512;
@@ -452,6 +454,15 @@ pub(super) fn conv_transpose2d_geom(
     }
     if let Some((conv, wf)) = flipped::as_conv2d(&g, w) {
         return conv2d_geom(&conv, x, &wf, bias, act);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if transposed_s2::applies(&g) {
+        // SAFETY: the kernel writes every output element (transposed_s2::conv_transpose2d).
+        return unsafe {
+            output(shape, ow, |dst| {
+                transposed_s2::conv_transpose2d(&g, x, w, bias, (dst, act))
+            })
+        };
     }
     let units = g.n * g.groups;
     let chunk = row_chunk(kout, units, BLOCK_FLOATS / (taps * n).max(1));
