@@ -14,6 +14,10 @@ use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
+#[cfg(target_arch = "x86_64")]
+mod channel_block;
+#[cfg(target_arch = "x86_64")]
+mod direct_s2;
 mod flipped;
 #[cfg(test)]
 pub(super) mod kernel_check;
@@ -264,6 +268,30 @@ pub fn conv2d_act(
     conv2d_geom(&g, x.data(), w.data(), bias.map(Tensor::data), act)
 }
 
+/// A direct conv2d kernel's entry point: `conv2d(g, x, w, bias, (out, act))` writes every
+/// element of `out` (the whole output tensor, row stride `W_out`).
+pub(super) type Kernel = fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>, (Dst, Activation));
+
+/// The kernel that computes conv2d of geometry `g` without im2col, where one applies, in
+/// order of preference; `None` for im2col + GEMM. (One table of which layer runs where.)
+fn direct_kernel(g: &ConvGeometry) -> Option<Kernel> {
+    type Entry = (fn(&ConvGeometry) -> bool, Kernel);
+    let table: &[Entry] = &[
+        #[cfg(target_arch = "x86_64")]
+        (winograd_avx512::applies, winograd_avx512::conv2d),
+        (winograd::applies, winograd::conv2d),
+        #[cfg(target_arch = "x86_64")]
+        (stem_winograd::applies, stem_winograd::conv2d),
+        (stem::applies, stem::conv2d),
+        #[cfg(target_arch = "x86_64")]
+        (direct_s2::applies, direct_s2::conv2d),
+    ];
+    table
+        .iter()
+        .find(|(applies, _)| applies(g))
+        .map(|&(_, kernel)| kernel)
+}
+
 /// conv2d of the checked geometry `g` (input `x`, weight `w`, bias) with activation `act`.
 pub(super) fn conv2d_geom(
     g: &ConvGeometry,
@@ -282,35 +310,9 @@ pub(super) fn conv2d_geom(
     if shape.contains(&0) {
         return Tensor::zeros(shape);
     }
-    #[cfg(target_arch = "x86_64")]
-    if winograd_avx512::applies(&g) {
-        // SAFETY: the kernel writes every output element (winograd_avx512::conv2d).
-        return unsafe {
-            output(shape, ow, |dst| {
-                winograd_avx512::conv2d(&g, x, w, bias, (dst, act))
-            })
-        };
-    }
-    if winograd::applies(&g) {
-        // SAFETY: the Winograd kernel writes every output element (winograd::conv2d).
-        return unsafe {
-            output(shape, ow, |dst| {
-                winograd::conv2d(&g, x, w, bias, (dst, act))
-            })
-        };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if stem_winograd::applies(&g) {
-        // SAFETY: the kernel writes every output element (stem_winograd::conv2d).
-        return unsafe {
-            output(shape, ow, |dst| {
-                stem_winograd::conv2d(&g, x, w, bias, (dst, act))
-            })
-        };
-    }
-    if stem::applies(&g) {
-        // SAFETY: the stem kernel writes every output element (stem::conv2d).
-        return unsafe { output(shape, ow, |dst| stem::conv2d(&g, x, w, bias, (dst, act))) };
+    if let Some(kernel) = direct_kernel(&g) {
+        // SAFETY: every direct kernel writes every output element.
+        return unsafe { output(shape, ow, |dst| kernel(&g, x, w, bias, (dst, act))) };
     }
     // A 1×1 convolution with stride 1 and no padding reads its input as the GEMM operand.
     let direct =

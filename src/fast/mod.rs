@@ -1,7 +1,7 @@
 //! The fast CPU path: im2col + GEMM (the `gemm` crate) for the convolutions, Winograd
 //! F(2×2, 3×3) for wide 3×3 stride-1 layers (on AVX-512, small images in a layout of their
-//! own), direct AVX-512 kernels for stems (few input channels) and for stride-2 4×4
-//! transposed convolutions, and rayon-parallel loops for pooling. It is what
+//! own), direct AVX-512 kernels for stems (few input channels), stride-2 3×3 and 4×4 layers
+//! and stride-2 4×4 transposed convolutions, and rayon-parallel loops for pooling. It is what
 //! to run where no GPU adapter exists, and the honest CPU side of a GPU-vs-CPU comparison.
 //! Every function here is tested against the plain reference in [`crate::cpu`], which stays
 //! the oracle. Results are deterministic: work is split over disjoint outputs, never over a

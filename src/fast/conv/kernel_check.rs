@@ -2,13 +2,10 @@
 //! holds) against the plain reference: without a bias, and with one and a fused activation;
 //! every element written; and twice for bitwise equality.
 
-use super::Dst;
+use super::{Dst, Kernel};
 use crate::activation::Activation;
-use crate::params::conv::{Conv2d, ConvGeometry, Padding};
+use crate::params::conv::{Conv2d, Padding};
 use crate::tensor::Tensor;
-
-/// A kernel's entry point: `conv2d(g, x, w, bias, (out, act))`.
-pub(super) type Kernel = fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>, (Dst, Activation));
 
 /// A stride-1 undilated spec with `padding` and `groups`.
 pub(super) fn spec(padding: Padding, groups: usize) -> Conv2d {

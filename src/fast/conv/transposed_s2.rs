@@ -29,16 +29,11 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::channel_block::{store_block, transpose_block, COLS, LANES};
 use super::{avx512f, with_block, Dst};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
 
-/// Output channels per vector.
-const LANES: usize = 16;
-/// Output columns per register block (14 accumulators: with 28, the 4 weight vectors and
-/// the broadcasts no longer fit in the 32 registers, and the spills made it 15% slower than
-/// GEMM + col2im).
-const COLS: usize = 14;
 /// Input columns a block reads: `COLS / 2` plus the two taps' reach.
 const READS: usize = COLS / 2 + 2;
 /// Tasks per thread: each thread runs about two equal bands.
@@ -144,22 +139,6 @@ fn pack_weights<'a>(w: &[f32], g: &ConvGeometry, wp: &'a mut Vec<f32>) -> &'a [f
         }
     }
     wp
-}
-
-/// `dst[j·16 + i] = src[i·16 + j]` for the 16 × 16 blocks `src` and `dst`.
-///
-/// # Safety
-/// AVX-512F must be present.
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose_block(src: &[f32], dst: &mut [f32]) {
-    assert!(src.len() >= 256 && dst.len() >= 256);
-    // SAFETY: in bounds (asserted above).
-    unsafe {
-        let rows: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.as_ptr().add(16 * i)));
-        for (j, v) in transpose(rows).into_iter().enumerate() {
-            _mm512_storeu_ps(dst.as_mut_ptr().add(16 * j), v);
-        }
-    }
 }
 
 /// One band of output rows of one (image, group).
@@ -269,32 +248,9 @@ impl Task<'_> {
                     };
                     // SAFETY: AVX-512F; the rows lie inside the planes (asserted above), and
                     // this task alone writes output row `oy`.
-                    unsafe { self.store(&acc, (o0, oy, c0)) };
+                    unsafe { store_block(self.planes, &acc, (o0 * oh + oy, oh, (c0, ow))) };
                 }
             }
-        }
-    }
-
-    /// The block `acc` (column `c` of channels `o0 + 0..16` in `acc[c]`) into output row `oy`
-    /// of those channels, from column `c0` (columns past the row are not written).
-    ///
-    /// # Safety
-    /// AVX-512F; the channels' rows `oy` lie inside the planes, this task's alone to write.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn store(&self, acc: &[__m512; COLS], (o0, oy, c0): (usize, usize, usize)) {
-        let [oh, ow] = self.g.input;
-        let n = (ow - c0).min(COLS);
-        // SAFETY: AVX-512F (the caller's promise).
-        let t = unsafe {
-            transpose(std::array::from_fn(|c| {
-                acc.get(c).copied().unwrap_or(_mm512_setzero_ps())
-            }))
-        };
-        let mask = ((1u32 << n) - 1) as u16;
-        for (o, v) in t.iter().enumerate() {
-            let row = self.planes.at((o0 + o) * oh + oy, c0).ptr;
-            // SAFETY: the first `n` floats from `row` lie in the row (the caller's promise).
-            unsafe { _mm512_mask_storeu_ps(row, mask, *v) };
         }
     }
 }
@@ -353,60 +309,6 @@ impl Block<'_> {
             }
         }
         acc
-    }
-}
-
-/// The 16×16 transpose of `r` (`out[j]` lane `i` = `r[i]` lane `j`).
-///
-/// # Safety
-/// AVX-512F must be present.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose(r: [__m512; 16]) -> [__m512; 16] {
-    {
-        // Pairs of rows interleaved, then pairs of pairs: `u[4k + m]` holds, in 128-bit lane
-        // `L`, rows `4k … 4k + 3` of column `4L + m`.
-        let t: [__m512; 16] = std::array::from_fn(|i| {
-            let (a, b) = (r[i & !1], r[i | 1]);
-            if i % 2 == 0 {
-                _mm512_unpacklo_ps(a, b)
-            } else {
-                _mm512_unpackhi_ps(a, b)
-            }
-        });
-        let u: [__m512; 16] = std::array::from_fn(|i| {
-            let (k, m) = (i / 4, i % 4);
-            let (a, b) = (
-                _mm512_castps_pd(t[4 * k + m / 2]),
-                _mm512_castps_pd(t[4 * k + m / 2 + 2]),
-            );
-            _mm512_castpd_ps(if m % 2 == 0 {
-                _mm512_unpacklo_pd(a, b)
-            } else {
-                _mm512_unpackhi_pd(a, b)
-            })
-        });
-        // Lanes regrouped: `v[m]` (`v[4 + m]`) holds lanes 0 and 2 (1 and 3) of rows 0–3 and
-        // 4–7, `v[8 + m]` (`v[12 + m]`) those of rows 8–15.
-        let v: [__m512; 16] = std::array::from_fn(|i| {
-            let (half, odd, m) = (i / 8, (i / 4) % 2, i % 4);
-            let (a, b) = (u[8 * half + m], u[8 * half + 4 + m]);
-            if odd == 0 {
-                _mm512_shuffle_f32x4::<0x88>(a, b)
-            } else {
-                _mm512_shuffle_f32x4::<0xdd>(a, b)
-            }
-        });
-        // Column `4L + m` gathers lane `L` of every row group.
-        std::array::from_fn(|j| {
-            let (lane, m) = (j / 4, j % 4);
-            let (a, b) = (v[4 * (lane % 2) + m], v[8 + 4 * (lane % 2) + m]);
-            if lane < 2 {
-                _mm512_shuffle_f32x4::<0x88>(a, b)
-            } else {
-                _mm512_shuffle_f32x4::<0xdd>(a, b)
-            }
-        })
     }
 }
 

@@ -1,5 +1,5 @@
 //! The stride-2 4×4 transposed convolution kernel against the plain reference, called
-//! directly, and its in-register transpose against its definition.
+//! directly.
 
 use super::super::kernel_check::{assert_same_bits, assert_sum_close, tensor};
 use super::*;
@@ -87,23 +87,4 @@ fn it_runs_on_stride_2_4x4_layers_with_whole_vectors_of_channels() {
     assert!(!applies(&geometry([64, 24, 4, 4], [2, 2], 1)));
     assert!(!applies(&geometry([64, 32, 4, 4], [1, 1], 1)));
     assert!(!applies(&geometry([64, 32, 3, 3], [2, 2], 1)));
-}
-
-#[test]
-fn transpose_is_the_16x16_transpose() {
-    if !avx512f() {
-        return;
-    }
-    let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
-    // SAFETY: AVX-512F is present (checked above).
-    let got: Vec<f32> = unsafe {
-        let rows: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(m[16 * i..].as_ptr()));
-        let mut out = vec![0.0; 256];
-        for (j, v) in transpose(rows).iter().enumerate() {
-            _mm512_storeu_ps(out[16 * j..].as_mut_ptr(), *v);
-        }
-        out
-    };
-    let want: Vec<f32> = (0..256).map(|k| m[(k % 16) * 16 + k / 16]).collect();
-    assert_eq!(got, want);
 }
