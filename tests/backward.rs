@@ -347,6 +347,8 @@ fn bias_backward_is_the_plain_sum() {
         [1, 1, 1, 1],
         [3, 5, 7, 9],
         [2, 3, 65, 3],
+        // Past the fast path's threshold for splitting the channels over the cores.
+        [2, 3, 211, 211],
         [0, 2, 3, 3],
         [2, 0, 3, 3],
         [4, 2, 0, 5],

@@ -74,26 +74,43 @@ pub fn conv_transpose2d_backward_weight(
 }
 
 /// [`crate::cpu::bias_backward`] on all CPU cores: channels in parallel, each summing its
-/// planes image by image.
+/// planes image by image ([`lane_sum`]).
 pub fn bias_backward(gy: &Tensor) -> Result<Tensor> {
     let [n, c, h, w] = dims4("bias_backward", "gradient", gy.shape())?;
     if gy.is_empty() {
         return Tensor::zeros([c]);
     }
     let plane = h * w;
-    let sums = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            (0..n)
-                .map(|b| {
-                    gy.data()[(b * c + ch) * plane..][..plane]
-                        .iter()
-                        .sum::<f32>()
-                })
-                .fold(0.0, |a, v| a + v)
-        })
-        .collect();
+    let channel = |ch: usize| {
+        (0..n)
+            .map(|b| lane_sum(&gy.data()[(b * c + ch) * plane..][..plane]))
+            .fold(0.0, |a, v| a + v)
+    };
+    // Each channel's sum is the same on any thread; below a few hundred microseconds of work
+    // the pool's wake-up costs more than it saves.
+    let sums = if gy.len() < PARALLEL_SUM_MIN {
+        (0..c).map(channel).collect()
+    } else {
+        (0..c).into_par_iter().map(channel).collect()
+    };
     Tensor::new([c], sums)
+}
+
+/// Elements from which [`bias_backward`] splits its channels over the cores (1 MB).
+const PARALLEL_SUM_MIN: usize = 1 << 18;
+
+/// The sum of `v` as 16 interleaved partial sums (lane `l` takes elements `l, l + 16, …`),
+/// added in lane order, then the remainder in order: an order fixed by the length alone,
+/// which the compiler vectorizes, where a plain sum adds one element at a time.
+fn lane_sum(v: &[f32]) -> f32 {
+    let (chunks, rest) = v.as_chunks::<16>();
+    let mut lanes = [0.0f32; 16];
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
 /// The weight gradient `[C_out, C_in/groups, kH, kW]` of the forward convolution `g`, from
