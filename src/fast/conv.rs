@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::thread::LocalKey;
 
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -48,6 +49,9 @@ thread_local! {
     static MATRIX: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each worker's stride-phase rows for `im2col_taps`.
     static PHASES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The calling thread's packed weights for the direct kernels, reused across calls: a
+    /// fresh buffer (W5's is 128 KB) costs its page faults on every call.
+    static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Whether this machine has AVX-512F (detected once at run time), which the stem kernel and
@@ -63,26 +67,37 @@ pub(super) fn avx512f() -> bool {
     }
 }
 
-/// Runs `f` with this thread's phase-row buffer (or a fresh one while it is in use).
-pub(super) fn with_phases<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    PHASES.with(|p| match p.try_borrow_mut() {
-        Ok(mut p) => f(&mut p),
+/// Runs `f` with this thread's `buffer`, or a fresh one while the thread's own is in use (a
+/// caller running on a rayon worker can pick up another such call while it waits).
+fn with_buffer<R>(
+    buffer: &'static LocalKey<RefCell<Vec<f32>>>,
+    f: impl FnOnce(&mut Vec<f32>) -> R,
+) -> R {
+    buffer.with(|b| match b.try_borrow_mut() {
+        Ok(mut b) => f(&mut b),
         Err(_) => f(&mut Vec::new()),
     })
 }
 
+/// Runs `f` with this thread's phase-row buffer.
+pub(super) fn with_phases<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    with_buffer(&PHASES, f)
+}
+
+/// Runs `f` with this thread's packed-weight buffer (the direct kernels pack their weights on
+/// the calling thread before their tasks start).
+pub(super) fn with_packed<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    with_buffer(&PACKED, f)
+}
+
 /// Runs `f` with this thread's im2col matrix, at least `len` floats long (contents
-/// unspecified), or a fresh one while the thread's own is in use (a caller running on a rayon
-/// worker can pick up another such call while it waits).
+/// unspecified).
 fn with_matrix<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    MATRIX.with(|m| match m.try_borrow_mut() {
-        Ok(mut m) => {
-            if m.len() < len {
-                m.resize(len, 0.0);
-            }
-            f(&mut m[..len])
+    with_buffer(&MATRIX, |m| {
+        if m.len() < len {
+            m.resize(len, 0.0);
         }
-        Err(_) => f(&mut vec![0.0; len]),
+        f(&mut m[..len])
     })
 }
 
@@ -125,32 +140,27 @@ fn strided_row(src: &[f32], off: isize, s: usize, dst: &mut [f32]) {
     let dst = &mut dst[lo..hi];
     match s {
         1 => dst.copy_from_slice(&src[..dst.len()]),
-        2 => {
-            // Pairs: the compiler turns this into vector shuffles (step_by stays scalar).
-            let pairs = (src.len() / 2).min(dst.len());
-            let (head, tail) = dst.split_at_mut(pairs);
-            head.iter_mut()
-                .zip(src.chunks_exact(2))
-                .for_each(|(d, v)| *d = v[0]);
-            if let Some(d) = tail.first_mut() {
-                *d = src[2 * pairs];
-            }
-        }
-        4 => {
-            // As for pairs (the stem kernels' column phases).
-            let quads = (src.len() / 4).min(dst.len());
-            let (head, tail) = dst.split_at_mut(quads);
-            head.iter_mut()
-                .zip(src.chunks_exact(4))
-                .for_each(|(d, v)| *d = v[0]);
-            if let Some(d) = tail.first_mut() {
-                *d = src[4 * quads];
-            }
-        }
+        // Strides of 2 (im2col) and 4 (the stem kernels' column phases) as chunks: the
+        // compiler turns these into vector shuffles (step_by stays scalar).
+        2 => every::<2>(src, dst),
+        4 => every::<4>(src, dst),
         _ => dst
             .iter_mut()
             .zip(src.iter().step_by(s))
             .for_each(|(d, v)| *d = *v),
+    }
+}
+
+/// `dst[j] = src[S·j]` for every `j` (`src` holds at least `S·(dst.len() − 1) + 1` floats).
+#[inline(always)]
+fn every<const S: usize>(src: &[f32], dst: &mut [f32]) {
+    let whole = (src.len() / S).min(dst.len());
+    let (head, tail) = dst.split_at_mut(whole);
+    head.iter_mut()
+        .zip(src.chunks_exact(S))
+        .for_each(|(d, v)| *d = v[0]);
+    if let Some(d) = tail.first_mut() {
+        *d = src[S * whole];
     }
 }
 

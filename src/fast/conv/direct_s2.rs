@@ -16,13 +16,12 @@
 //! deterministic.
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::channel_block::{store_block, transpose_block, COLS, LANES};
-use super::{avx512f, with_block, Dst};
+use super::{avx512f, with_block, with_packed, Dst};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
 
@@ -66,19 +65,7 @@ pub(super) fn conv2d(
     (out, act): (Dst, Activation),
 ) {
     assert!(fits(g), "direct_s2::conv2d: geometry");
-    PACKED.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut wp) => run(g, (x, pack_weights(w, g, &mut wp), bias), (out, act)),
-        Err(_) => run(
-            g,
-            (x, pack_weights(w, g, &mut Vec::new()), bias),
-            (out, act),
-        ),
-    });
-}
-
-thread_local! {
-    /// The calling thread's packed weights, reused across calls (no page faults).
-    static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    with_packed(|wp| run(g, (x, pack_weights(w, g, wp), bias), (out, act)));
 }
 
 /// The weights `[C_out, C_in/groups, kH, kW]` as `[oc / 16][ic][ky][kx][oc mod 16]` (groups

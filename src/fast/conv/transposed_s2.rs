@@ -24,13 +24,12 @@
 //! inner loop runs at the machine's multiply-add rate.
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::channel_block::{store_block, transpose_block, COLS, LANES};
-use super::{avx512f, with_block, Dst};
+use super::{avx512f, with_block, with_packed, Dst};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
 
@@ -64,20 +63,7 @@ pub(super) fn conv_transpose2d(
     (out, act): (Dst, Activation),
 ) {
     assert!(applies(g), "transposed_s2::conv_transpose2d: geometry");
-    PACKED.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut wp) => run(g, (x, pack_weights(w, g, &mut wp), bias), (out, act)),
-        Err(_) => run(
-            g,
-            (x, pack_weights(w, g, &mut Vec::new()), bias),
-            (out, act),
-        ),
-    });
-}
-
-thread_local! {
-    /// The calling thread's packed weights, reused across calls: a fresh 128 KB buffer (W5's)
-    /// costs its page faults on every call.
-    static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    with_packed(|wp| run(g, (x, pack_weights(w, g, wp), bias), (out, act)));
 }
 
 /// [`conv_transpose2d`] with the weights packed as `wp` ([`pack_weights`]).
