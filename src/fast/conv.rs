@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
 
+mod bands;
 #[cfg(target_arch = "x86_64")]
 mod channel_block;
 #[cfg(target_arch = "x86_64")]

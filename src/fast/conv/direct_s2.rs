@@ -18,8 +18,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
+use super::bands::{for_each_band, Layout};
 use super::channel_block::{store_block, transpose_block, COLS, LANES};
 use super::{avx512f, with_block, with_packed, Dst};
 use crate::activation::Activation;
@@ -31,8 +30,6 @@ const MIN_C_IN: usize = 8;
 /// (`16·k` floats, 72 KB at 1152) are read again for every block, and past about 1152 the
 /// GEMM's blocking wins (256 → 512 channels 3×3 on 28×28: 3.4 against 2.5 ms).
 const MAX_K: usize = 1152;
-/// Tasks per thread: each thread runs about two equal bands.
-const TASKS_PER_THREAD: usize = 2;
 
 /// Whether conv2d of geometry `g` fits this kernel: stride 2, 3×3 or 4×4 kernels, no dilation,
 /// whole vectors of output channels per group, on a machine with AVX-512F.
@@ -101,44 +98,29 @@ fn run(
     (x, wp, bias): (&[f32], &[f32], Option<&[f32]>),
     (out, act): (Dst, Activation),
 ) {
-    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let [oh, ow] = g.output;
-    let units = g.n * g.groups;
-    let tasks = TASKS_PER_THREAD * rayon::current_num_threads();
-    let bands = tasks.div_ceil(units).clamp(1, oh);
-    let band_rows = oh.div_ceil(bands);
-    let bands = oh.div_ceil(band_rows);
-    let (in_plane, k) = (g.input[0] * g.input[1], cig * g.kernel[0] * g.kernel[1]);
-    (0..units * bands).into_par_iter().for_each(|t| {
-        let (u, band) = (t / bands, t % bands);
-        let (b, grp) = (u / g.groups, u % g.groups);
+    let layout = Layout::conv2d(g);
+    let band_rows = g.output[0].div_ceil(layout.min_bands());
+    for_each_band(layout, (x, wp, bias, out), band_rows, |band| {
         let task = Task {
             g,
-            x: &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane],
-            w: &wp[grp * cog * k..][..cog * k],
-            bias: bias.map(|v| &v[grp * cog..][..cog]),
-            planes: out.at((b * g.c_out + grp * cog) * oh, 0),
+            x: band.input,
+            w: band.weights,
+            bias: band.bias,
+            planes: band.planes,
         };
-        let oys = band * band_rows..((band + 1) * band_rows).min(oh);
-        let rows = task.input_rows(&oys);
-        with_block(cig * rows.len() * task.row_len(), |xp| {
+        let rows = task.input_rows(&band.rows);
+        with_block(g.c_in_per_group() * rows.len() * task.row_len(), |xp| {
             task.pad_rows(&rows, xp);
             // SAFETY: AVX-512F is present (`fits`); `xp` holds the padded rows.
             unsafe {
                 match g.kernel[1] {
-                    3 => task.run::<3>(oys.clone(), rows.start, xp),
-                    _ => task.run::<4>(oys.clone(), rows.start, xp),
+                    3 => task.run::<3>(band.rows.clone(), rows.start, xp),
+                    _ => task.run::<4>(band.rows.clone(), rows.start, xp),
                 }
             };
         });
-        if act != Activation::Identity {
-            for oc in 0..cog {
-                for oy in oys.clone() {
-                    // SAFETY: this task alone wrote these rows, whole, above.
-                    act.apply_slice(unsafe { task.planes.row(oc * oh + oy, ow) });
-                }
-            }
-        }
+        // SAFETY: this task alone wrote its band's rows, whole, above.
+        unsafe { band.activate(act, g.c_out_per_group(), g.output) };
     });
 }
 

@@ -19,17 +19,13 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
+use super::bands::{for_each_band, Layout};
 use super::{avx512f, strided_row, with_block, Dst, BLOCK_FLOATS};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
 
 /// Input channels per group up to which this kernel runs (a stem's RGB or RGBA input).
 const MAX_C_IN: usize = 4;
-/// Tasks per thread: each thread runs about two equal bands, so that none waits long for
-/// the last.
-const TASKS_PER_THREAD: usize = 2;
 /// Floats per vector.
 const LANES: usize = 16;
 /// Output channels per register block (the main one; the remainder runs in blocks of 4 and 1).
@@ -43,45 +39,6 @@ const NV: usize = 3;
 /// ran no faster than im2col.)
 pub(super) fn applies(g: &ConvGeometry) -> bool {
     g.c_in_per_group() <= MAX_C_IN && g.c_out_per_group() >= MR && g.output[1] >= LANES && avx512f()
-}
-
-/// One task's share of a conv2d of geometry `g` split into bands of output rows per
-/// (image, group), as the stem kernels split it (this one and `stem_winograd`).
-pub(super) struct Band<'a> {
-    /// Its output rows.
-    pub(super) rows: Range<usize>,
-    /// Its group's input planes, weights `[oc][k]` and biases.
-    pub(super) input: &'a [f32],
-    pub(super) weights: &'a [f32],
-    pub(super) bias: Option<&'a [f32]>,
-    /// Its group's first output plane (row `oc·H_out + oy` is output row `oy` of channel `oc`).
-    pub(super) planes: Dst,
-}
-
-/// Runs `task` on every [`Band`] of `band_rows` output rows of every (image, group) of the
-/// input `x`, weights `w`, `bias` and output `out`, in parallel.
-pub(super) fn for_each_band(
-    g: &ConvGeometry,
-    (x, w, bias, out): (&[f32], &[f32], Option<&[f32]>, Dst),
-    band_rows: usize,
-    task: impl Fn(Band) + Sync,
-) {
-    let [oh, _] = g.output;
-    let bands = oh.div_ceil(band_rows);
-    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let (plane, k) = (g.input[0] * g.input[1], cig * g.kernel[0] * g.kernel[1]);
-    (0..g.n * g.groups * bands).into_par_iter().for_each(|t| {
-        let (u, band) = (t / bands, t % bands);
-        let (b, group) = (u / g.groups, u % g.groups);
-        let first = group * cog;
-        task(Band {
-            rows: band * band_rows..((band + 1) * band_rows).min(oh),
-            input: &x[(b * g.c_in + group * cig) * plane..][..cig * plane],
-            weights: &w[first * k..][..cog * k],
-            bias: bias.map(|v| &v[first..][..cog]),
-            planes: out.at((b * g.c_out + first) * oh, 0),
-        })
-    });
 }
 
 /// The shape of one call: where each task's phase rows lie and how long they are.
@@ -101,13 +58,11 @@ impl Plan {
         let [oh, ow] = g.output;
         let (kh, kw) = (g.kernel[0], g.kernel[1]);
         let shift = (kw - 1) * g.dilation[1] / g.stride[1];
-        let units = g.n * g.groups;
         let run = ow.next_multiple_of(LANES) + shift;
         let inputs = |rows: usize| (rows - 1) * g.stride[0] + (kh - 1) * g.dilation[0] + 1;
-        // Equal bands, at least TASKS_PER_THREAD per thread in all, each band's phase rows
-        // within one block (about a core's L2 cache) where one output row allows.
-        let tasks = TASKS_PER_THREAD * rayon::current_num_threads();
-        let mut bands = tasks.div_ceil(units).clamp(1, oh);
+        // Equal bands, about two per thread in all, each band's phase rows within one block
+        // (about a core's L2 cache) where one output row allows.
+        let mut bands = Layout::conv2d(g).min_bands();
         let row_floats = g.c_in_per_group() * g.stride[1] * run;
         while bands < oh && inputs(oh.div_ceil(bands)).min(g.input[0]) * row_floats > BLOCK_FLOATS {
             bands += 1;
@@ -150,22 +105,27 @@ pub(super) fn conv2d(
     let plan = Plan::new(g);
     let k = g.c_in_per_group() * g.kernel[0] * g.kernel[1];
     let cog = g.c_out_per_group();
-    for_each_band(g, (x, w, bias, out), plan.band_rows, |band| {
-        let task = Task {
-            g,
-            plan,
-            w: band.weights,
-            bias: band.bias,
-            planes: band.planes,
-            act,
-        };
-        let (xg, oys) = (band.input, band.rows);
-        with_block(plan.scratch_len(g) + k * cog, |scratch| {
-            let (phases, wt) = scratch.split_at_mut(plan.scratch_len(g));
-            pack_weights(task.w, k, wt);
-            task.run(xg, oys, phases, wt)
-        });
-    });
+    for_each_band(
+        Layout::conv2d(g),
+        (x, w, bias, out),
+        plan.band_rows,
+        |band| {
+            let task = Task {
+                g,
+                plan,
+                w: band.weights,
+                bias: band.bias,
+                planes: band.planes,
+                act,
+            };
+            let (xg, oys) = (band.input, band.rows);
+            with_block(plan.scratch_len(g) + k * cog, |scratch| {
+                let (phases, wt) = scratch.split_at_mut(plan.scratch_len(g));
+                pack_weights(task.w, k, wt);
+                task.run(xg, oys, phases, wt)
+            });
+        },
+    );
 }
 
 /// One band of output rows of one (image, group).

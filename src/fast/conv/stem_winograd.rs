@@ -41,7 +41,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::stem::for_each_band;
+use super::bands::{for_each_band, Layout};
 use super::{avx512f, strided_row, with_block, Dst, BLOCK_FLOATS};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
@@ -61,8 +61,6 @@ const NO: usize = 8;
 /// Tile vectors per register block (the main one; a band's last may have 1 or 2): with `NO`,
 /// 24 accumulators, fed by 3 vector loads and 8 broadcasts per step, as in the direct kernel.
 const NT: usize = 3;
-/// Tasks per thread, as for the direct stem kernel.
-const TASKS_PER_THREAD: usize = 2;
 
 /// `G` of F(2, 4) over the points 0, 1, −1, 2, ∞ (`Bᵀ`'s rows scaled to integers).
 const G: [[f32; 4]; 5] = [
@@ -132,11 +130,9 @@ impl Plan {
         let width = runs * RUN;
         let phase_len = width.next_multiple_of(LANES) + 2;
         let inputs = |rows: usize| (rows - 1) * g.stride[0] + g.kernel[0];
-        // At least TASKS_PER_THREAD bands per thread in all, each band's phase rows within
-        // one block (about a core's L2 cache).
-        let units = g.n * g.groups;
-        let tasks = TASKS_PER_THREAD * rayon::current_num_threads();
-        let mut bands = tasks.div_ceil(units).clamp(1, oh);
+        // About two bands per thread in all, each band's phase rows within one block (about a
+        // core's L2 cache).
+        let mut bands = Layout::conv2d(g).min_bands();
         // Phase rows and transformed rows of one input row.
         let per_input = g.c_in_per_group() * (4 * phase_len + 2 * POINTS * width);
         while bands < oh && inputs(oh.div_ceil(bands)) * per_input > BLOCK_FLOATS {
@@ -234,10 +230,9 @@ pub(super) fn conv2d(
 ) {
     assert!(avx512f(), "stem_winograd::conv2d needs AVX-512F");
     let plan = Plan::new(g);
-    let [oh, ow] = g.output;
     let cog = g.c_out_per_group();
-    for_each_band(g, (x, w, bias, out), plan.band, |band| {
-        let (xg, oys) = (band.input, band.rows);
+    for_each_band(Layout::conv2d(g), (x, w, bias, out), plan.band, |band| {
+        let (xg, oys) = (band.input, band.rows.clone());
         let [ul, pl, vl] = plan.scratch_len(g);
         with_block(ul + pl + vl, |scratch| {
             let (u, scratch) = scratch.split_at_mut(ul);
@@ -254,15 +249,9 @@ pub(super) fn conv2d(
             };
             task.phases(xg, oys.start, phases);
             // SAFETY: AVX-512F is present (asserted above); the buffers have the plan's sizes.
-            unsafe { task.run(oys.clone(), phases, patches) };
-            if act != Activation::Identity {
-                for oc in 0..cog {
-                    for oy in oys.clone() {
-                        // SAFETY: this task alone wrote these rows, whole, above.
-                        act.apply_slice(unsafe { task.planes.row(oc * oh + oy, ow) });
-                    }
-                }
-            }
+            unsafe { task.run(oys, phases, patches) };
+            // SAFETY: this task alone wrote its band's rows, whole, above.
+            unsafe { band.activate(act, cog, g.output) };
         });
     });
 }

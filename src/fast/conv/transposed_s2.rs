@@ -26,8 +26,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
+use super::bands::{for_each_band, Layout};
 use super::channel_block::{store_block, transpose_block, COLS, LANES};
 use super::{avx512f, with_block, with_packed, Dst};
 use crate::activation::Activation;
@@ -35,8 +34,6 @@ use crate::params::conv::ConvGeometry;
 
 /// Input columns a block reads: `COLS / 2` plus the two taps' reach.
 const READS: usize = COLS / 2 + 2;
-/// Tasks per thread: each thread runs about two equal bands.
-const TASKS_PER_THREAD: usize = 2;
 
 /// Whether conv_transpose2d of forward geometry `g` (its input is our output) runs here: stride
 /// 2, 4×4 kernels, no dilation, whole vectors of output channels per group, on a machine with
@@ -72,39 +69,24 @@ fn run(
     (x, wp, bias): (&[f32], &[f32], Option<&[f32]>),
     (out, act): (Dst, Activation),
 ) {
-    let (kin, kout) = (g.c_out_per_group(), g.c_in_per_group());
-    let [oh, ow] = g.input;
-    let units = g.n * g.groups;
-    let tasks = TASKS_PER_THREAD * rayon::current_num_threads();
-    let bands = tasks.div_ceil(units).clamp(1, oh);
-    let band_rows = oh.div_ceil(bands);
-    let bands = oh.div_ceil(band_rows);
-    let in_plane = g.output[0] * g.output[1];
-    (0..units * bands).into_par_iter().for_each(|t| {
-        let (u, band) = (t / bands, t % bands);
-        let (b, grp) = (u / g.groups, u % g.groups);
+    let layout = Layout::conv_transpose2d(g);
+    let band_rows = g.input[0].div_ceil(layout.min_bands());
+    for_each_band(layout, (x, wp, bias, out), band_rows, |band| {
         let task = Task {
             g,
-            x: &x[(b * g.c_out + grp * kin) * in_plane..][..kin * in_plane],
-            w: &wp[grp * kin * 16 * kout..][..kin * 16 * kout],
-            bias: bias.map(|v| &v[grp * kout..][..kout]),
-            planes: out.at((b * g.c_in + grp * kout) * oh, 0),
+            x: band.input,
+            w: band.weights,
+            bias: band.bias,
+            planes: band.planes,
         };
-        let oys = band * band_rows..((band + 1) * band_rows).min(oh);
-        let rows = task.input_rows(&oys);
-        with_block(kin * rows.len() * task.row_len(), |xp| {
+        let rows = task.input_rows(&band.rows);
+        with_block(g.c_out_per_group() * rows.len() * task.row_len(), |xp| {
             task.pad_rows(&rows, xp);
             // SAFETY: AVX-512F is present (`applies`); `xp` holds the padded rows.
-            unsafe { task.run(oys.clone(), rows.start, xp) };
+            unsafe { task.run(band.rows.clone(), rows.start, xp) };
         });
-        if act != Activation::Identity {
-            for oc in 0..kout {
-                for oy in oys.clone() {
-                    // SAFETY: this task alone wrote these rows, whole, above.
-                    act.apply_slice(unsafe { task.planes.row(oc * oh + oy, ow) });
-                }
-            }
-        }
+        // SAFETY: this task alone wrote its band's rows, whole, above.
+        unsafe { band.activate(act, g.c_in_per_group(), g.input) };
     });
 }
 
