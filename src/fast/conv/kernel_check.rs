@@ -8,8 +8,14 @@ use crate::params::conv::{Conv2d, Padding};
 use crate::tensor::Tensor;
 
 /// A stride-1 undilated spec with `padding` and `groups`.
-pub(super) fn spec(padding: Padding, groups: usize) -> Conv2d {
+pub(in crate::fast) fn spec(padding: Padding, groups: usize) -> Conv2d {
+    strided([1, 1], padding, groups)
+}
+
+/// An undilated spec with `stride`, `padding` and `groups`.
+pub(super) fn strided(stride: [usize; 2], padding: Padding, groups: usize) -> Conv2d {
     Conv2d {
+        stride,
         padding,
         groups,
         ..Default::default()
@@ -39,18 +45,31 @@ pub(super) fn check(kernel: Kernel, xs: [usize; 4], ws: [usize; 4], spec: Conv2d
     for (bias, act) in [(None, Activation::Identity), (Some(&b), leaky)] {
         let conv = crate::cpu::conv2d(&x, &w, bias, &spec).unwrap();
         let want = crate::cpu::activation(&conv, act).unwrap();
-        let run = || {
-            // NaN where nothing is written: every element must be.
-            let mut out = vec![f32::NAN; want.data().len()];
-            let dst = Dst::new(&mut out, g.output[1]);
-            kernel(&g, x.data(), w.data(), bias.map(Tensor::data), (dst, act));
-            out
-        };
         let what = format!("{what} bias {}", bias.is_some());
-        let got = run();
-        assert_sum_close(&what, &got, want.data(), ws[1] * ws[2] * ws[3]);
-        assert_same_bits(&what, &got, &run());
+        check_runs(&what, &want, (g.output[1], ws[1] * ws[2] * ws[3]), |dst| {
+            kernel(&g, x.data(), w.data(), bias.map(Tensor::data), (dst, act))
+        });
     }
+}
+
+/// Runs `kernel` twice into an output of `want`'s size (row stride `width`) filled with NaN
+/// first, and checks it against `want` (sums of `terms` terms), every element written, and
+/// the second run's bits against the first's.
+pub(super) fn check_runs(
+    what: &str,
+    want: &Tensor,
+    (width, terms): (usize, usize),
+    kernel: impl Fn(Dst),
+) {
+    let run = || {
+        // NaN where nothing is written: every element must be.
+        let mut out = vec![f32::NAN; want.data().len()];
+        kernel(Dst::new(&mut out, width));
+        out
+    };
+    let got = run();
+    assert_sum_close(what, &got, want.data(), terms);
+    assert_same_bits(what, &got, &run());
 }
 
 /// `got` against `want` within the fast path's tolerance for sums of `terms` terms

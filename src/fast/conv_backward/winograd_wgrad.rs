@@ -368,7 +368,9 @@ impl Block {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::conv::kernel_check::{assert_same_bits, assert_sum_close, tensor};
+    use super::super::super::conv::kernel_check::{
+        assert_same_bits, assert_sum_close, spec, tensor,
+    };
     use super::*;
     use crate::params::conv::{Conv2d, Padding};
 
@@ -392,11 +394,6 @@ mod tests {
             return;
         }
         let mut seed = 29;
-        let spec = |padding, groups| Conv2d {
-            padding,
-            groups,
-            ..Default::default()
-        };
         let asym = Padding::Explicit {
             top: 2,
             bottom: 0,

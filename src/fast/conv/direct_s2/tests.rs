@@ -1,16 +1,12 @@
 //! The stride-2 direct conv2d kernel against the plain reference, called directly.
 
-use super::super::kernel_check::check;
+use super::super::kernel_check::{check, strided};
 use super::*;
 use crate::params::conv::{Conv2d, Padding};
 
+/// A stride-2 spec.
 fn spec(padding: Padding, groups: usize) -> Conv2d {
-    Conv2d {
-        stride: [2, 2],
-        padding,
-        groups,
-        ..Default::default()
-    }
+    strided([2, 2], padding, groups)
 }
 
 #[test]
@@ -51,13 +47,9 @@ fn direct_s2_matches_the_reference() {
 #[test]
 fn it_runs_on_stride_2_layers_with_channels_to_fill_vectors() {
     let geometry = |xs: [usize; 4], ws: [usize; 4], stride, k| {
-        Conv2d {
-            stride,
-            padding: Padding::uniform(1),
-            ..Default::default()
-        }
-        .geometry(&xs, &[ws[0], ws[1], k, k], None)
-        .unwrap()
+        strided(stride, Padding::uniform(1), 1)
+            .geometry(&xs, &[ws[0], ws[1], k, k], None)
+            .unwrap()
     };
     // W10's input gradient and a ResNet downsampling 3×3.
     assert_eq!(

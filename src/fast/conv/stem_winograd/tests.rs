@@ -1,17 +1,8 @@
 //! The column-Winograd stem kernel against the plain reference, called directly.
 
-use super::super::kernel_check::check;
+use super::super::kernel_check::{check, strided as spec};
 use super::*;
-use crate::params::conv::{Conv2d, Padding};
-
-fn spec(stride: [usize; 2], padding: Padding, groups: usize) -> Conv2d {
-    Conv2d {
-        stride,
-        padding,
-        groups,
-        ..Default::default()
-    }
-}
+use crate::params::conv::Padding;
 
 #[test]
 fn stem_winograd_matches_the_reference() {

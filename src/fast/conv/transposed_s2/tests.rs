@@ -1,7 +1,7 @@
 //! The stride-2 4×4 transposed convolution kernel against the plain reference, called
 //! directly.
 
-use super::super::kernel_check::{assert_same_bits, assert_sum_close, tensor};
+use super::super::kernel_check::{check_runs, tensor};
 use super::*;
 use crate::params::conv::ConvTranspose2d;
 use crate::tensor::Tensor;
@@ -18,16 +18,10 @@ fn check(xs: [usize; 4], ws: [usize; 4], spec: ConvTranspose2d, seed: &mut u64) 
     for (bias, act) in [(None, Activation::Identity), (Some(&b), leaky)] {
         let conv = crate::cpu::conv_transpose2d(&x, &w, bias, &spec).unwrap();
         let want = crate::cpu::activation(&conv, act).unwrap();
-        let run = || {
-            let mut out = vec![f32::NAN; want.data().len()];
-            let dst = Dst::new(&mut out, g.input[1]);
-            conv_transpose2d(&g, x.data(), w.data(), bias.map(Tensor::data), (dst, act));
-            out
-        };
         let what = format!("{xs:?} {ws:?} {spec:?} bias {}", bias.is_some());
-        let got = run();
-        assert_sum_close(&what, &got, want.data(), xs[1] / spec.groups * 4);
-        assert_same_bits(&what, &got, &run());
+        check_runs(&what, &want, (g.input[1], xs[1] / spec.groups * 4), |dst| {
+            conv_transpose2d(&g, x.data(), w.data(), bias.map(Tensor::data), (dst, act))
+        });
     }
 }
 
