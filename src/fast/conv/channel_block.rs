@@ -1,8 +1,10 @@
 //! Register blocks of 16 output channels × `COLS` output columns, shared by the direct
 //! kernels that put output channels in the vectors (`direct_s2`, `transposed_s2`): their
-//! 16×16 transpose into the channels' output rows, and the weight packing's transpose.
+//! 16×16 transpose into the channels' output rows, the weight packing's transpose, and the
+//! zero-padded input rows their blocks broadcast from.
 
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 use super::Dst;
 
@@ -12,6 +14,25 @@ pub(super) const LANES: usize = 16;
 /// broadcasts no longer fit in the 32 registers, and the spills made the transposed kernel
 /// 15% slower than GEMM + col2im).
 pub(super) const COLS: usize = 14;
+
+/// The rows `rows` of every `[h, w]` plane of `x`, each zero-padded into `len` floats of `xp`
+/// (`[plane][row]`): `lead` zeros, the row, then zeros.
+pub(super) fn pad_rows(
+    x: &[f32],
+    [h, w]: [usize; 2],
+    rows: &Range<usize>,
+    (lead, len): (usize, usize),
+    xp: &mut [f32],
+) {
+    for (c, plane) in x.chunks_exact(h * w).enumerate() {
+        for (l, y) in rows.clone().enumerate() {
+            let dst = &mut xp[(c * rows.len() + l) * len..][..len];
+            dst[..lead].fill(0.0);
+            dst[lead..lead + w].copy_from_slice(&plane[y * w..][..w]);
+            dst[lead + w..].fill(0.0);
+        }
+    }
+}
 
 /// The block `acc` (column `c` of 16 channels in `acc[c]`) stored into those channels' output
 /// rows: channel `o`'s is row `first + o·stride` of `planes`, from column `c0` of `width`

@@ -18,8 +18,8 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::bands::{for_each_band, Layout};
-use super::channel_block::{store_block, transpose_block, COLS, LANES};
+use super::bands::{for_each_band, Band, Layout};
+use super::channel_block::{pad_rows, store_block, transpose_block, COLS, LANES};
 use super::{avx512f, with_block, with_packed, Dst};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
@@ -101,44 +101,34 @@ fn run(
     let layout = Layout::conv2d(g);
     let band_rows = g.output[0].div_ceil(layout.min_bands());
     for_each_band(layout, (x, wp, bias, out), band_rows, |band| {
-        let task = Task {
-            g,
-            x: band.input,
-            w: band.weights,
-            bias: band.bias,
-            planes: band.planes,
-        };
-        let rows = task.input_rows(&band.rows);
+        let task = Task { g, band };
+        let rows = task.input_rows();
         with_block(g.c_in_per_group() * rows.len() * task.row_len(), |xp| {
             task.pad_rows(&rows, xp);
             // SAFETY: AVX-512F is present (`fits`); `xp` holds the padded rows.
             unsafe {
                 match g.kernel[1] {
-                    3 => task.run::<3>(band.rows.clone(), rows.start, xp),
-                    _ => task.run::<4>(band.rows.clone(), rows.start, xp),
+                    3 => task.run::<3>(rows.start, xp),
+                    _ => task.run::<4>(rows.start, xp),
                 }
             };
         });
         // SAFETY: this task alone wrote its band's rows, whole, above.
-        unsafe { band.activate(act, g.c_out_per_group(), g.output) };
+        unsafe { task.band.activate(act, g.c_out_per_group(), g.output) };
     });
 }
 
-/// One band of output rows of one (image, group).
+/// One band of output rows of one (image, group): its group's input planes, packed weights
+/// ([`pack_weights`]), biases and output planes.
 struct Task<'a> {
     g: &'a ConvGeometry,
-    /// The group's input planes.
-    x: &'a [f32],
-    /// The group's packed weights ([`pack_weights`]).
-    w: &'a [f32],
-    bias: Option<&'a [f32]>,
-    /// The group's first output plane (row `oc·H_out + oy` is output row `oy` of channel `oc`).
-    planes: Dst,
+    band: Band<'a>,
 }
 
 impl Task<'_> {
-    /// The input rows that the output rows `oys` read, inside the input.
-    fn input_rows(&self, oys: &Range<usize>) -> Range<usize> {
+    /// The input rows that the band's output rows read, inside the input.
+    fn input_rows(&self) -> Range<usize> {
+        let oys = &self.band.rows;
         let (ph, kh, ih) = (self.g.pad_before[0], self.g.kernel[0], self.g.input[0]);
         let lo = (2 * oys.start).saturating_sub(ph).min(ih);
         let hi = (2 * (oys.end - 1) + kh).saturating_sub(ph).clamp(lo, ih);
@@ -161,34 +151,29 @@ impl Task<'_> {
     /// The input rows `rows` of every channel, padded ([`Task::row_len`]), into `xp`
     /// (`[ic][row]`).
     fn pad_rows(&self, rows: &Range<usize>, xp: &mut [f32]) {
-        let (iw, pw, len) = (self.g.input[1], self.g.pad_before[1], self.row_len());
-        let plane = self.g.input[0] * iw;
-        for (ic, xc) in self.x.chunks_exact(plane).enumerate() {
-            for (l, iy) in rows.clone().enumerate() {
-                let dst = &mut xp[(ic * rows.len() + l) * len..][..len];
-                dst[..pw].fill(0.0);
-                dst[pw..pw + iw].copy_from_slice(&xc[iy * iw..][..iw]);
-                dst[pw + iw..].fill(0.0);
-            }
-        }
+        let widths = (self.g.pad_before[1], self.row_len());
+        pad_rows(self.band.input, self.g.input, rows, widths, xp);
     }
 
-    /// The band `oys` from the padded rows `xp` of input rows from `first`, for kernels of
+    /// The band from the padded rows `xp` of input rows from `first`, for kernels of
     /// `KW` columns.
     ///
     /// # Safety
     /// AVX-512F must be present.
     #[target_feature(enable = "avx512f")]
-    unsafe fn run<const KW: usize>(&self, oys: Range<usize>, first: usize, xp: &[f32]) {
+    unsafe fn run<const KW: usize>(&self, first: usize, xp: &[f32]) {
         let g = self.g;
         let [oh, ow] = g.output;
         let (ph, kh, ih) = (g.pad_before[0], g.kernel[0], g.input[0]);
         let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
         let len = self.row_len();
         let rows = xp.len() / (cig * len).max(1);
-        assert!(cog * oh * ow <= self.planes.len, "direct_s2: output planes");
+        assert!(
+            cog * oh * ow <= self.band.planes.len,
+            "direct_s2: output planes"
+        );
         let mut steps = Vec::with_capacity(cig * kh);
-        for oy in oys {
+        for oy in self.band.rows.clone() {
             // The kernel rows inside the input: (offset of the padded row, of the weights).
             steps.clear();
             for ic in 0..cig {
@@ -205,9 +190,10 @@ impl Task<'_> {
                 .fold((0, 0), |(x, w), &(xo, wo)| (x.max(xo), w.max(wo)));
             for o0 in (0..cog).step_by(LANES) {
                 let bias = self
+                    .band
                     .bias
                     .map_or([0.0; LANES], |b| std::array::from_fn(|o| b[o0 + o]));
-                let w = &self.w[o0 * cig * kh * KW..][..LANES * cig * kh * KW];
+                let w = &self.band.weights[o0 * cig * kh * KW..][..LANES * cig * kh * KW];
                 for c0 in (0..ow).step_by(COLS) {
                     // Output column `c0` reads padded positions from `2·c0`.
                     let xs = xp.get(2 * c0..).unwrap_or(&[]);
@@ -220,7 +206,7 @@ impl Task<'_> {
                     // SAFETY: AVX-512F; the rows lie inside the planes (asserted above), and
                     // this task alone writes output row `oy`.
                     unsafe {
-                        store_block(self.planes, &acc, (o0 * oh + oy, oh, (c0, ow)));
+                        store_block(self.band.planes, &acc, (o0 * oh + oy, oh, (c0, ow)));
                     }
                 }
             }

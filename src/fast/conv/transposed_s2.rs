@@ -26,8 +26,8 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::bands::{for_each_band, Layout};
-use super::channel_block::{store_block, transpose_block, COLS, LANES};
+use super::bands::{for_each_band, Band, Layout};
+use super::channel_block::{pad_rows, store_block, transpose_block, COLS, LANES};
 use super::{avx512f, with_block, with_packed, Dst};
 use crate::activation::Activation;
 use crate::params::conv::ConvGeometry;
@@ -72,21 +72,15 @@ fn run(
     let layout = Layout::conv_transpose2d(g);
     let band_rows = g.input[0].div_ceil(layout.min_bands());
     for_each_band(layout, (x, wp, bias, out), band_rows, |band| {
-        let task = Task {
-            g,
-            x: band.input,
-            w: band.weights,
-            bias: band.bias,
-            planes: band.planes,
-        };
-        let rows = task.input_rows(&band.rows);
+        let task = Task { g, band };
+        let rows = task.input_rows();
         with_block(g.c_out_per_group() * rows.len() * task.row_len(), |xp| {
             task.pad_rows(&rows, xp);
             // SAFETY: AVX-512F is present (`applies`); `xp` holds the padded rows.
-            unsafe { task.run(band.rows.clone(), rows.start, xp) };
+            unsafe { task.run(rows.start, xp) };
         });
         // SAFETY: this task alone wrote its band's rows, whole, above.
-        unsafe { band.activate(act, g.c_in_per_group(), g.input) };
+        unsafe { task.band.activate(act, g.c_in_per_group(), g.input) };
     });
 }
 
@@ -109,21 +103,17 @@ fn pack_weights<'a>(w: &[f32], g: &ConvGeometry, wp: &'a mut Vec<f32>) -> &'a [f
     wp
 }
 
-/// One band of output rows of one (image, group).
+/// One band of output rows of one (image, group): its group's input planes, packed weights
+/// ([`pack_weights`]), biases and output planes.
 struct Task<'a> {
     g: &'a ConvGeometry,
-    /// The group's input planes.
-    x: &'a [f32],
-    /// The group's packed weights ([`pack_weights`]).
-    w: &'a [f32],
-    bias: Option<&'a [f32]>,
-    /// The group's first output plane (row `oc·H_out + oy` is output row `oy` of channel `oc`).
-    planes: Dst,
+    band: Band<'a>,
 }
 
 impl Task<'_> {
-    /// The input rows that the output rows `oys` read, inside the input.
-    fn input_rows(&self, oys: &Range<usize>) -> Range<usize> {
+    /// The input rows that the band's output rows read, inside the input.
+    fn input_rows(&self) -> Range<usize> {
+        let oys = &self.band.rows;
         let ph = self.g.pad_before[0];
         let ih = self.g.output[0];
         let lo = ((oys.start + ph) / 2).saturating_sub(1).min(ih);
@@ -142,24 +132,22 @@ impl Task<'_> {
     /// The input rows `rows` of every channel, padded ([`Task::row_len`]), into `xp`
     /// (`[ic][row]`).
     fn pad_rows(&self, rows: &Range<usize>, xp: &mut [f32]) {
-        let (iw, len) = (self.g.output[1], self.row_len());
-        let plane = self.g.output[0] * iw;
-        for (ic, xc) in self.x.chunks_exact(plane).enumerate() {
-            for (l, iy) in rows.clone().enumerate() {
-                let dst = &mut xp[(ic * rows.len() + l) * len..][..len];
-                dst[0] = 0.0;
-                dst[1..=iw].copy_from_slice(&xc[iy * iw..][..iw]);
-                dst[iw + 1..].fill(0.0);
-            }
-        }
+        // Column `ix` at position `ix + 1`: the taps reach one column left of the row.
+        pad_rows(
+            self.band.input,
+            self.g.output,
+            rows,
+            (1, self.row_len()),
+            xp,
+        );
     }
 
-    /// The band `oys` from the padded rows `xp` of input rows from `first`.
+    /// The band from the padded rows `xp` of input rows from `first`.
     ///
     /// # Safety
     /// AVX-512F must be present.
     #[target_feature(enable = "avx512f")]
-    unsafe fn run(&self, oys: Range<usize>, first: usize, xp: &[f32]) {
+    unsafe fn run(&self, first: usize, xp: &[f32]) {
         let g = self.g;
         let [oh, ow] = g.input;
         let (ph, pw) = (g.pad_before[0], g.pad_before[1]);
@@ -167,11 +155,11 @@ impl Task<'_> {
         let (kin, kout) = (g.c_out_per_group(), g.c_in_per_group());
         let (len, rows) = (self.row_len(), xp.len() / (kin * self.row_len()).max(1));
         assert!(
-            kout * oh * ow <= self.planes.len,
+            kout * oh * ow <= self.band.planes.len,
             "transposed_s2: output planes"
         );
         let mut steps = Vec::with_capacity(2 * kin);
-        for oy in oys {
+        for oy in self.band.rows.clone() {
             // The row taps inside the input: (offset of the padded row, of the weights).
             let r = oy + ph;
             steps.clear();
@@ -193,6 +181,7 @@ impl Task<'_> {
                 .fold((0, 0), |(x, w), &(xo, wo)| (x.max(xo), w.max(wo)));
             for o0 in (0..kout).step_by(LANES) {
                 let bias = self
+                    .band
                     .bias
                     .map_or([0.0; LANES], |b| std::array::from_fn(|o| b[o0 + o]));
                 for c0 in (0..ow).step_by(COLS) {
@@ -204,7 +193,7 @@ impl Task<'_> {
                         reach,
                         // (Empty where no row tap lies inside the input: no step reads it.)
                         xp: xp.get(t0..).unwrap_or(&[]),
-                        w: &self.w[o0 * kin * 16..],
+                        w: &self.band.weights[o0 * kin * 16..],
                     };
                     // SAFETY: AVX-512F (the caller's promise); `Block::sums` checks its bounds.
                     let acc = unsafe {
@@ -216,7 +205,7 @@ impl Task<'_> {
                     };
                     // SAFETY: AVX-512F; the rows lie inside the planes (asserted above), and
                     // this task alone writes output row `oy`.
-                    unsafe { store_block(self.planes, &acc, (o0 * oh + oy, oh, (c0, ow))) };
+                    unsafe { store_block(self.band.planes, &acc, (o0 * oh + oy, oh, (c0, ow))) };
                 }
             }
         }
