@@ -1,10 +1,8 @@
 //! Fast conv2d (im2col + GEMM) and conv_transpose2d (GEMM + col2im), split into tasks that
 //! each run one single-threaded GEMM on a block that stays in cache.
 
-use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
-use std::thread::LocalKey;
 
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -14,8 +12,13 @@ use crate::activation::Activation;
 use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::Tensor;
+use buffers::with_matrix;
+#[cfg(target_arch = "x86_64")]
+use buffers::with_packed;
+pub(super) use buffers::{with_block, with_phases};
 
 mod bands;
+mod buffers;
 #[cfg(target_arch = "x86_64")]
 mod channel_block;
 #[cfg(target_arch = "x86_64")]
@@ -42,19 +45,6 @@ pub(super) const BLOCK_FLOATS: usize = 1 << 18;
 /// Fewer tasks than this leave cores idle: the work is then split over output channels too.
 const MIN_TASKS: usize = 4;
 
-thread_local! {
-    /// Each worker's im2col / col2im block (Winograd's work block), reused across tasks and calls.
-    static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// The calling thread's whole-image im2col matrix (conv2d's channel-chunk path), reused
-    /// across calls: a fresh one costs a page fault per 4 KiB on first touch (W4: 1.8 MB).
-    static MATRIX: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Each worker's stride-phase rows for `im2col_taps`.
-    static PHASES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// The calling thread's packed weights for the direct kernels, reused across calls: a
-    /// fresh buffer (W5's is 128 KB) costs its page faults on every call.
-    static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Whether this machine has AVX-512F (detected once at run time), which the stem kernel and
 /// the AVX-512 Winograd kernels need.
 pub(super) fn avx512f() -> bool {
@@ -66,51 +56,6 @@ pub(super) fn avx512f() -> bool {
     {
         false
     }
-}
-
-/// Runs `f` with this thread's `buffer`, or a fresh one while the thread's own is in use (a
-/// caller running on a rayon worker can pick up another such call while it waits).
-fn with_buffer<R>(
-    buffer: &'static LocalKey<RefCell<Vec<f32>>>,
-    f: impl FnOnce(&mut Vec<f32>) -> R,
-) -> R {
-    buffer.with(|b| match b.try_borrow_mut() {
-        Ok(mut b) => f(&mut b),
-        Err(_) => f(&mut Vec::new()),
-    })
-}
-
-/// Runs `f` with this thread's phase-row buffer.
-pub(super) fn with_phases<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    with_buffer(&PHASES, f)
-}
-
-/// Runs `f` with this thread's packed-weight buffer (the direct kernels pack their weights on
-/// the calling thread before their tasks start).
-pub(super) fn with_packed<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    with_buffer(&PACKED, f)
-}
-
-/// Runs `f` with this thread's im2col matrix, at least `len` floats long (contents
-/// unspecified).
-fn with_matrix<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    with_buffer(&MATRIX, |m| {
-        if m.len() < len {
-            m.resize(len, 0.0);
-        }
-        f(&mut m[..len])
-    })
-}
-
-/// Runs `f` with this thread's block, at least `len` floats long (contents unspecified).
-pub(super) fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    BLOCK.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() < len {
-            b.resize(len, 0.0);
-        }
-        f(&mut b[..len])
-    })
 }
 
 /// The `j` in `[0, n)` with `j·s + off` in `[0, w)`: a range (im2col's output columns that
