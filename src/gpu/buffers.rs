@@ -158,7 +158,8 @@ impl Gpu {
         what: &'static str,
         len: usize,
     ) -> Result<u64> {
-        let bytes = (len as u128 * std::mem::size_of::<T>() as u128).max(4);
+        // At least one vec4, so that no buffer is too small for a vec4 binding.
+        let bytes = (len as u128 * std::mem::size_of::<T>() as u128).max(16);
         let l = &self.inner.limits;
         let limit = l.max_buffer_size;
         if bytes > limit as u128 {
@@ -200,6 +201,62 @@ impl Gpu {
             })
         })?;
         Ok(GpuTensor::from_parts(self, buffer, shape.to_vec()))
+    }
+}
+
+impl Gpu {
+    /// `Err` naming `op` unless `buffer` belongs to this `Gpu`'s device. wgpu has no query
+    /// for a buffer's device, and refuses another device's buffer only where it is used —
+    /// for a copy, when the encoder holding it is finished, which discards every op recorded
+    /// in it. Binding its first 4 bytes in a bind group of this device, inside an error
+    /// scope, asks the same question at once: nothing is recorded or submitted.
+    pub(crate) fn check_buffer_device(
+        &self,
+        op: &'static str,
+        buffer: &wgpu::Buffer,
+    ) -> Result<()> {
+        let d = &self.inner.device;
+        let layout = self.inner.probe.get_or_init(|| {
+            d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("convpool buffer probe"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }],
+            })
+        });
+        let probe = self.scoped(op, || {
+            d.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("convpool buffer probe"),
+                layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        size: std::num::NonZeroU64::new(4),
+                    }),
+                }],
+            })
+        });
+        match probe {
+            Ok(_) => Ok(()),
+            Err(Error::Gpu { msg, .. }) => Err(Error::invalid(
+                op,
+                format!(
+                    "the buffer cannot be bound on this Gpu's device (#{}): it belongs to \
+                     another wgpu device, or was destroyed ({msg})",
+                    self.inner.id
+                ),
+            )),
+            Err(e) => Err(e),
+        }
     }
 }
 

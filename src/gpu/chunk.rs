@@ -10,6 +10,7 @@
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
+use super::record::BufferCopy;
 use super::{Gpu, GpuTensor};
 use crate::error::{Error, Result};
 use crate::tensor::Element;
@@ -89,17 +90,40 @@ impl Gpu {
     }
 
     /// How to split an op over `units` (images or planes), given the bytes each tensor of the
-    /// op holds per unit.
-    pub(crate) fn chunks(&self, units: usize, per_unit: &[u64]) -> Chunks {
+    /// op holds per unit. A split run copies its chunks out of `sources` (the op's inputs, by
+    /// name), so it needs `COPY_SRC` on each: without it (a wrapped buffer) the op is an `Err`
+    /// here, before anything is recorded.
+    pub(crate) fn chunks(
+        &self,
+        op: &'static str,
+        units: usize,
+        per_unit: &[u64],
+        sources: &[(&'static str, &wgpu::Buffer)],
+    ) -> Result<Chunks> {
         let limit = self.binding_limit();
         let widest = per_unit.iter().copied().max().unwrap_or(0).max(1);
-        if (units as u128) * (widest as u128) <= limit as u128 {
+        let chunks = if (units as u128) * (widest as u128) <= limit as u128 {
             Chunks::Whole
         } else if widest > limit {
             Chunks::Rows
         } else {
             Chunks::Units(((limit / widest) as usize).max(1))
+        };
+        if chunks != Chunks::Whole {
+            for &(what, buffer) in sources {
+                if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+                    return Err(Error::invalid(
+                        op,
+                        format!(
+                            "the {what}'s buffer (usage {:?}) lacks COPY_SRC: it is over the \
+                             binding limit of {limit} bytes, so the op copies it in chunks",
+                            buffer.usage()
+                        ),
+                    ));
+                }
+            }
         }
+        Ok(chunks)
     }
 
     /// For a convolution whose input `x` or output `y` exceeds one binding while single images
@@ -238,9 +262,16 @@ impl Gpu {
         let part = self.alloc::<T>(op, shape)?;
         let bytes = part.len() as u64 * 4;
         if bytes > 0 {
-            self.record(op, |e| {
-                e.copy_buffer_to_buffer(t.buffer(), start as u64 * 4, part.buffer(), 0, bytes)
-            })?;
+            self.record_copies(
+                op,
+                &[BufferCopy::new(
+                    t.buffer(),
+                    start as u64 * 4,
+                    part.buffer(),
+                    0,
+                    bytes,
+                )],
+            )?;
         }
         Ok(part)
     }
@@ -255,9 +286,16 @@ impl Gpu {
     ) -> Result<()> {
         let bytes = part.len() as u64 * 4;
         if bytes > 0 {
-            self.record(op, |e| {
-                e.copy_buffer_to_buffer(part.buffer(), 0, dst.buffer(), start as u64 * 4, bytes)
-            })?;
+            self.record_copies(
+                op,
+                &[BufferCopy::new(
+                    part.buffer(),
+                    0,
+                    dst.buffer(),
+                    start as u64 * 4,
+                    bytes,
+                )],
+            )?;
         }
         Ok(())
     }
@@ -321,15 +359,16 @@ impl Gpu {
         if band == 0 {
             return Ok(());
         }
-        self.record(op, |e| {
-            for i in 0..at.planes {
+        let copies: Vec<BufferCopy<'_>> = (0..at.planes)
+            .map(|i| {
                 let (whole, piece) = (at.at(i, row0) * 4, i as u64 * band);
                 if out {
-                    e.copy_buffer_to_buffer(t.buffer(), whole, part.buffer(), piece, band);
+                    BufferCopy::new(t.buffer(), whole, part.buffer(), piece, band)
                 } else {
-                    e.copy_buffer_to_buffer(part.buffer(), piece, t.buffer(), whole, band);
+                    BufferCopy::new(part.buffer(), piece, t.buffer(), whole, band)
                 }
-            }
-        })
+            })
+            .collect();
+        self.record_copies(op, &copies)
     }
 }

@@ -148,6 +148,16 @@ impl Gpu {
         if y.is_empty() {
             return Ok(y);
         }
+        if x.is_empty() || w.is_empty() {
+            // No product to sum (no input channel, or an input of no position).
+            let out = ConvGeometry {
+                c_in: g.c_out,
+                input: g.output,
+                ..*g
+            };
+            self.fill_bias(op, bias, &out, act, &y)?;
+            return Ok(y);
+        }
         self.check_binding(op, "weight", w.len())?;
         let algo = self.tuned(op, g, algo, |a| {
             self.conv2d_geom(op, [x, w], bias, g, (a, act)).map(drop)
@@ -178,7 +188,8 @@ impl Gpu {
         again: impl Fn(&GpuTensor) -> Result<GpuTensor>,
     ) -> Result<()> {
         let (x_img, y_img) = (x.len() / g.n, y.len() / g.n);
-        match self.chunks(g.n, &[x_img as u64 * 4, y_img as u64 * 4]) {
+        let per_image = [x_img as u64 * 4, y_img as u64 * 4];
+        match self.chunks(op, g.n, &per_image, &[("input", x.buffer())])? {
             Chunks::Whole => run(x, g, g.pad_before[0] as i64, y),
             Chunks::Units(k) => self.by_images(op, x, y, k, again),
             Chunks::Rows => self.conv_rows(op, x, y, g, transposed, run),
@@ -372,7 +383,12 @@ impl Gpu {
             g.dilation,
         )?;
         let y = self.alloc(op, &g.input_shape())?;
-        if y.is_empty() || x.is_empty() {
+        if y.is_empty() {
+            return Ok(y);
+        }
+        if x.is_empty() || w.is_empty() {
+            // No product to sum: every output is the bias (or 0), through the activation.
+            self.fill_bias(op, bias, g, act, &y)?;
             return Ok(y);
         }
         self.check_binding(op, "weight", w.len())?;
@@ -393,6 +409,36 @@ impl Gpu {
             },
         )?;
         Ok(y)
+    }
+
+    /// Writes `act(bias)` (or `act(0)` without a bias) into every element of `y`, shaped as
+    /// `g`'s input (`[n, c_in, H, W]`): the convolutions whose sums have no term. Without this,
+    /// `y` would hold whatever its recycled buffer held before.
+    fn fill_bias(
+        &self,
+        op: &'static str,
+        bias: Option<&GpuTensor>,
+        g: &ConvGeometry,
+        act: Activation,
+        y: &GpuTensor,
+    ) -> Result<()> {
+        let b = bias.map_or(self.dummy(), |b| b.buffer());
+        let mut passes = vec![Pass::new(
+            Kernel::ConvTransposeInit,
+            &ConvParams::new(g, y.len(), bias.is_some(), Activation::Identity),
+            vec![b, y.buffer()],
+            y.len(),
+        )];
+        if act != Activation::Identity {
+            let params = ConvParams::new(g, y.len(), false, act);
+            passes.push(Pass::new(
+                Kernel::ActInPlace,
+                &params,
+                vec![y.buffer()],
+                y.len(),
+            ));
+        }
+        self.launch(op, &[], &passes)
     }
 
     /// The passes of conv_transpose2d over tensors that fit their bindings; `g` is the forward

@@ -390,28 +390,41 @@ impl PipelineCache {
                 Arc::new(unsafe { device.create_shader_module_trusted(desc, runtime_checks()) })
             })
             .clone();
-        let buffer = |ty| wgpu::BindingType::Buffer {
-            ty,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        };
+        // The least size each binding's array type needs, so that a buffer too small for it
+        // is refused when its bind group is made (inside the launch's error scope, before
+        // anything is recorded), not when the pass holding its dispatch ends.
+        let least = least_binding_sizes(shader.source());
         let storage = |b: &Binding| wgpu::BindGroupLayoutEntry {
             binding: b.index(),
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: match b {
-                Binding::Read(_) => buffer(wgpu::BufferBindingType::Storage { read_only: true }),
-                Binding::Write(_) => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
-                Binding::Uniform(_) => buffer(wgpu::BufferBindingType::Uniform),
-                Binding::Texture(_) => wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                    view_dimension: wgpu::TextureViewDimension::D2Array,
-                    multisampled: false,
-                },
-                Binding::StorageTexture(_) => wgpu::BindingType::StorageTexture {
-                    access: wgpu::StorageTextureAccess::WriteOnly,
-                    format: X_TEXTURE_FORMAT,
-                    view_dimension: wgpu::TextureViewDimension::D2Array,
-                },
+            ty: {
+                let buffer = |ty| wgpu::BindingType::Buffer {
+                    ty,
+                    has_dynamic_offset: false,
+                    min_binding_size: least
+                        .get(&b.index())
+                        .copied()
+                        .and_then(std::num::NonZeroU64::new),
+                };
+                match b {
+                    Binding::Read(_) => {
+                        buffer(wgpu::BufferBindingType::Storage { read_only: true })
+                    }
+                    Binding::Write(_) => {
+                        buffer(wgpu::BufferBindingType::Storage { read_only: false })
+                    }
+                    Binding::Uniform(_) => buffer(wgpu::BufferBindingType::Uniform),
+                    Binding::Texture(_) => wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2Array,
+                        multisampled: false,
+                    },
+                    Binding::StorageTexture(_) => wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::WriteOnly,
+                        format: X_TEXTURE_FORMAT,
+                        view_dimension: wgpu::TextureViewDimension::D2Array,
+                    },
+                }
             },
             count: None,
         };
@@ -461,10 +474,72 @@ impl PipelineCache {
     }
 }
 
+/// The bytes of one element of each storage binding of `source` declared as an array of
+/// `vec4`s or `vec2`s (16 or 8): a binding of fewer bytes holds no element, and wgpu refuses
+/// it at dispatch. Scalar arrays need 4 bytes, which every buffer has.
+pub(crate) fn least_binding_sizes(source: &str) -> HashMap<u32, u64> {
+    let mut out = HashMap::new();
+    for line in source.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("@group(0) @binding(") else {
+            continue;
+        };
+        let Some((index, decl)) = rest.split_once(')') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<u32>() else {
+            continue;
+        };
+        if !decl.contains("var<storage") {
+            continue;
+        }
+        let Some((_, ty)) = decl.split_once(':') else {
+            continue;
+        };
+        let ty: String = ty.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = if ty.starts_with("array<vec4<") {
+            16
+        } else if ty.starts_with("array<vec2<") {
+            8
+        } else {
+            continue;
+        };
+        out.insert(index, bytes);
+    }
+    out
+}
+
 /// The checks our shader modules run with: all of wgpu's, less loop bounding (see
 /// `PipelineCache::get`).
 fn runtime_checks() -> wgpu::ShaderRuntimeChecks {
     let mut checks = wgpu::ShaderRuntimeChecks::checked();
     checks.force_loop_bounding = false;
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{least_binding_sizes, Shader};
+    use std::collections::HashMap;
+
+    /// The text scan agrees with naga's reading of every storage binding of every shader.
+    #[test]
+    fn least_binding_sizes_match_what_naga_reads() {
+        for shader in Shader::ALL {
+            let module = naga::front::wgsl::parse_str(shader.source()).unwrap();
+            let mut want = HashMap::new();
+            for (_, var) in module.global_variables.iter() {
+                let (Some(b), naga::AddressSpace::Storage { .. }) = (&var.binding, var.space)
+                else {
+                    continue;
+                };
+                let naga::TypeInner::Array { base, .. } = module.types[var.ty].inner else {
+                    continue;
+                };
+                if let naga::TypeInner::Vector { size, scalar } = module.types[base].inner {
+                    want.insert(b.binding, size as u64 * scalar.width as u64);
+                }
+            }
+            assert_eq!(least_binding_sizes(shader.source()), want, "{shader:?}");
+        }
+    }
 }

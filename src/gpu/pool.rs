@@ -187,7 +187,7 @@ impl Gpu {
             ..PoolParams::new(gs, total)
         };
         let per_plane = [in_plane as u64 * 4, out_plane as u64 * 4];
-        match self.chunks(planes, &per_plane) {
+        match self.chunks(op, planes, &per_plane, &[("input", x.buffer())])? {
             Chunks::Whole => {
                 self.pool_once(op, kernel, x, seeded(&g, vals.len()), &vals, idx.as_ref())?
             }

@@ -105,6 +105,95 @@ impl<'a> Pass<'a> {
     }
 }
 
+/// One buffer-to-buffer copy: `size` bytes from `src` at `src_offset` to `dst` at `dst_offset`.
+#[derive(Clone, Copy)]
+pub(crate) struct BufferCopy<'a> {
+    pub src: &'a wgpu::Buffer,
+    pub src_offset: u64,
+    pub dst: &'a wgpu::Buffer,
+    pub dst_offset: u64,
+    pub size: u64,
+}
+
+impl<'a> BufferCopy<'a> {
+    pub fn new(
+        src: &'a wgpu::Buffer,
+        src_offset: u64,
+        dst: &'a wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) -> Self {
+        BufferCopy {
+            src,
+            src_offset,
+            dst,
+            dst_offset,
+            size,
+        }
+    }
+
+    /// `Err` naming `op` unless wgpu will accept the copy: usages, 4-byte alignment, ranges.
+    /// wgpu validates a copy only when the encoder holding it is finished, and a refused copy
+    /// invalidates that whole encoder, every op recorded in it with it: so every copy is
+    /// checked here, before it is recorded.
+    fn check(&self, op: &'static str) -> Result<()> {
+        use wgpu::BufferUsages as U;
+        let lacks = |b: &wgpu::Buffer, u: U, what: &str| {
+            Error::invalid(
+                op,
+                format!(
+                    "a buffer with usage {:?} lacks {u:?}, which a copy {what} it needs \
+                     (wrap application buffers with COPY_SRC to download them or to run ops \
+                     over them in chunks)",
+                    b.usage()
+                ),
+            )
+        };
+        if !self.src.usage().contains(U::COPY_SRC) {
+            return Err(lacks(self.src, U::COPY_SRC, "from"));
+        }
+        if !self.dst.usage().contains(U::COPY_DST) {
+            return Err(lacks(self.dst, U::COPY_DST, "into"));
+        }
+        let aligned = (self.src_offset | self.dst_offset | self.size).is_multiple_of(4);
+        let within = |offset: u64, b: &wgpu::Buffer| {
+            offset
+                .checked_add(self.size)
+                .is_some_and(|end| end <= b.size())
+        };
+        if !aligned || !within(self.src_offset, self.src) || !within(self.dst_offset, self.dst) {
+            return Err(Error::Gpu {
+                op,
+                msg: format!(
+                    "internal: a copy of {} bytes from {} of {} into {} of {} is out of range \
+                     or unaligned",
+                    self.size,
+                    self.src_offset,
+                    self.src.size(),
+                    self.dst_offset,
+                    self.dst.size()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Gpu {
+    /// Records `copies` into the pending encoder after checking every one of them (see
+    /// [`BufferCopy::check`]): a copy wgpu would refuse is an `Err` and nothing is recorded.
+    pub(crate) fn record_copies(&self, op: &'static str, copies: &[BufferCopy<'_>]) -> Result<()> {
+        for c in copies {
+            c.check(op)?;
+        }
+        self.record(op, |encoder| {
+            for c in copies {
+                encoder.copy_buffer_to_buffer(c.src, c.src_offset, c.dst, c.dst_offset, c.size);
+            }
+        })
+    }
+}
+
 impl Gpu {
     /// Records into the pending command encoder (inside error scopes naming `op`); submits it
     /// once `FLUSH_EVERY` ops are pending. Recording never waits for the device.

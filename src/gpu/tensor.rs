@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use super::record::BufferCopy;
 use super::Gpu;
 use crate::error::{Error, Result};
 use crate::params::pool::PoolGeometry;
@@ -88,9 +89,10 @@ impl<T: Element> GpuTensor<T> {
     /// Wraps `buffer`, a buffer the application made on `gpu`'s device, as a tensor of
     /// `shape` without copying: its first `len() · 4` bytes are the elements, row-major. The
     /// buffer needs `BufferUsages::STORAGE`; `COPY_SRC` as well for [`download`] and for ops
-    /// on tensors over one storage binding (those run in chunks copied out of it). It must be
-    /// a buffer of `gpu`'s device (one of another device fails the first op that binds it,
-    /// with `Error::Gpu`).
+    /// on tensors over one storage binding (those run in chunks copied out of it; without it
+    /// such an op is an `Err` before anything is recorded). It must be a buffer of `gpu`'s
+    /// device: wrapping binds it once, inside an error scope, to check (a few microseconds;
+    /// nothing is recorded or submitted).
     ///
     /// The buffer stays the application's: convpool never recycles it, and keeps no packed
     /// copy of it, so the application may write new contents between calls. Ordering is the
@@ -98,7 +100,7 @@ impl<T: Element> GpuTensor<T> {
     /// a write that must come after the ops that read the buffer.
     ///
     /// `Err` if the shape's bytes exceed the buffer, the buffer's size is not a multiple of 4,
-    /// or it lacks `STORAGE`.
+    /// it lacks `STORAGE`, or it belongs to another device (or was destroyed).
     ///
     /// [`download`]: GpuTensor::download
     pub fn from_buffer(
@@ -135,6 +137,7 @@ impl<T: Element> GpuTensor<T> {
                 ),
             ));
         }
+        gpu.check_buffer_device(op, &buffer)?;
         let mut t = GpuTensor::from_parts(gpu, buffer, shape);
         t.external = true;
         Ok(t)
@@ -234,9 +237,7 @@ impl<T: Element> GpuTensor<T> {
             })
         })?;
         // The copy follows every op recorded so far, in the same submission.
-        gpu.record(op, |encoder| {
-            encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, bytes)
-        })?;
+        gpu.record_copies(op, &[BufferCopy::new(&self.buffer, 0, &staging, 0, bytes)])?;
         gpu.flush()?;
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {

@@ -4,6 +4,7 @@
 
 use super::chunk::{Band, Chunks, Reach};
 use super::pool::{plane_of, pool_pass, row_axis, PoolParams};
+use super::record::BufferCopy;
 use super::{check_reach, Gpu, GpuTensor};
 use crate::error::{ensure, Error, Result};
 use crate::gpu::kernels::Kernel;
@@ -34,7 +35,12 @@ impl Gpu {
         );
         let (planes, per) = (n * c, ph * pw);
         let per_plane = [per as u64 * 4, plane_len as u64 * 4];
-        match self.chunks(planes, &per_plane) {
+        match self.chunks(
+            op,
+            planes,
+            &per_plane,
+            &[("values", vals.buffer()), ("indices", idx.buffer())],
+        )? {
             Chunks::Whole => self.index_scatter_once(op, vals, idx, &out, size, kernels, 0)?,
             Chunks::Rows => self.index_scatter_rows(op, vals, idx, &out, size, kernels)?,
             Chunks::Units(k) => {
@@ -224,17 +230,20 @@ impl Gpu {
             return Ok(());
         }
         let j = first_bad as usize;
-        // Fetch the offending value for the message.
-        let one = self.alloc::<u32>(op, &[1])?;
-        self.record(op, |enc| {
-            enc.copy_buffer_to_buffer(idx.buffer(), j as u64 * 4, one.buffer(), 0, 4)
-        })?;
-        let value = one.download()?.data()[0];
+        // Fetch the offending value for the message, where the buffer can be copied from.
+        let value = if idx.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            let one = self.alloc::<u32>(op, &[1])?;
+            let copy = BufferCopy::new(idx.buffer(), j as u64 * 4, one.buffer(), 0, 4);
+            self.record_copies(op, &[copy])?;
+            format!("index {}", one.download()?.data()[0])
+        } else {
+            "an index".to_string()
+        };
         let j = base + j;
         Err(Error::invalid(
             op,
             format!(
-                "index {value} at position {j} (plane {}) is out of range for a {}×{} output plane ({plane_len} positions)",
+                "{value} at position {j} (plane {}) is out of range for a {}×{} output plane ({plane_len} positions)",
                 j / per_plane.max(1),
                 size[0],
                 size[1]
@@ -305,7 +314,8 @@ impl Gpu {
             return Ok(out);
         }
         let (planes, per, plane_len) = (g.n * g.c, g.output[0] * g.output[1], size[0] * size[1]);
-        match self.chunks(planes, &[per as u64 * 4, plane_len as u64 * 4]) {
+        let per_plane = [per as u64 * 4, plane_len as u64 * 4];
+        match self.chunks(op, planes, &per_plane, &[("pooled tensor", a.buffer())])? {
             Chunks::Whole => {
                 self.gather_once(op, kernel, PoolParams::new(&g, out.len()), a, None, &out)?
             }

@@ -40,8 +40,11 @@ impl Pool2d {
     }
 }
 
-/// A fully resolved pooling: every size the kernels need.
+/// A fully resolved pooling: every size the kernels need. Made only by [`Pool2d::geometry`]
+/// (and the unpooling form), which validate it; `#[non_exhaustive]` keeps other crates from
+/// building one by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolGeometry {
     /// Batch.
     pub n: usize,
@@ -239,6 +242,15 @@ pub fn unpool_shape(
     let plane_len = size[0]
         .checked_mul(size[1])
         .ok_or_else(|| Error::invalid(op, format!("output size {size:?} overflows")))?;
+    // Every index is out of range for a plane of no position.
+    ensure!(
+        plane_len > 0 || d[2] == 0 || d[3] == 0 || d[0] == 0 || d[1] == 0,
+        op,
+        "the {}×{} output plane has no position for the {} indices of each plane",
+        size[0],
+        size[1],
+        d[2] * d[3]
+    );
     Ok((d, plane_len))
 }
 
