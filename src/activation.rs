@@ -11,6 +11,7 @@ use crate::error::{ensure, Result};
 /// where `min < y < max`, else 0 (PyTorch's `hardtanh_backward`: the boundary gets 0);
 /// Sigmoid `gy·y·(1−y)`; Tanh `gy·(1−y²)`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub enum Activation {
     /// `y = x`.
     #[default]

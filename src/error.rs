@@ -5,6 +5,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in convpool. The public API returns these instead of panicking.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A shape, a parameter or a combination of them that the operation does not accept.
     #[error("{op}: {msg}")]

@@ -11,7 +11,13 @@
 //! ```
 //! use convpool::{cpu, Activation, Conv2d, Gpu, Padding, Pool2d, Tensor};
 //! # fn main() -> convpool::Result<()> {
-//! # let Ok(gpu) = Gpu::new() else { return Ok(()) }; // no adapter here: nothing to show
+//! # let required = std::env::var("CONVPOOL_REQUIRE_GPU").is_ok_and(|v| v == "1")
+//! #     || std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+//! # let gpu = match Gpu::new() {
+//! #     Ok(gpu) => gpu,
+//! #     Err(e) if required => return Err(e), // CI: an adapter must exist
+//! #     Err(_) => return Ok(()),              // no adapter here: nothing to show
+//! # };
 //! let x = Tensor::from_fn([1, 3, 8, 8], |i| (i % 7) as f32 - 3.0)?;   // NCHW, f32
 //! let w = Tensor::from_fn([4, 3, 3, 3], |i| (i % 5) as f32 * 0.1)?;   // [C_out, C_in, kH, kW]
 //! let spec = Conv2d { padding: Padding::Same, ..Default::default() };

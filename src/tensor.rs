@@ -2,9 +2,18 @@
 
 use crate::error::{ensure, Error, Result};
 
-/// Element types a tensor can hold: `f32` for data, `u32` for pooling indices.
+mod sealed {
+    /// Only convpool's own element types implement [`Element`](super::Element): the kernels
+    /// exist for those alone.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for u32 {}
+}
+
+/// Element types a tensor can hold: `f32` for data, `u32` for pooling indices. Sealed: it is
+/// implemented for these types only.
 pub trait Element:
-    bytemuck::Pod + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static
+    sealed::Sealed + bytemuck::Pod + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static
 {
     /// Name used in messages.
     const NAME: &'static str;

@@ -215,7 +215,7 @@ fn backends(gpu: &Option<Gpu>) -> Vec<usize> {
     }
 }
 
-const ALGOS: [ConvAlgo; 6] = ConvAlgo::ALL;
+const ALGOS: &[ConvAlgo] = ConvAlgo::ALL;
 const NAMES: [&str; 6] = [
     "cpu",
     "fast",
@@ -480,7 +480,7 @@ fn fused_convolutions_equal_the_activation_of_the_convolution() {
                 g.upload(&w).unwrap(),
                 g.upload(&b).unwrap(),
             );
-            for algo in ConvAlgo::ALL {
+            for &algo in ConvAlgo::ALL {
                 let fused = g
                     .conv2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
                     .unwrap()
@@ -512,7 +512,7 @@ fn fused_convolutions_equal_the_activation_of_the_convolution() {
                 g.upload(&w).unwrap(),
                 g.upload(&b).unwrap(),
             );
-            for algo in ConvAlgo::ALL {
+            for &algo in ConvAlgo::ALL {
                 let fused = g
                     .conv_transpose2d_act_with(&gx, &gw, Some(&gb), &spec, act, algo)
                     .unwrap()

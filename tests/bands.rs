@@ -108,12 +108,17 @@ fn convolutions_run_in_bands_of_rows() {
         banded_runs += usize::from(set_band_limit(&banded, sides, halo, w.len()));
         let want = cpu::conv2d(&x, &w, b.as_ref(), &spec).unwrap();
         let what = format!("case {i} conv2d {xs:?} {ws:?} {spec:?}");
-        let algos = ConvAlgo::ALL;
-        check_conv(&what, (&banded, &shared), &algos, &want, |gpu, algo| {
-            let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
-            let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
-            gpu.conv2d_with(&gx, &gw, gb.as_ref(), &spec, algo)
-        });
+        check_conv(
+            &what,
+            (&banded, &shared),
+            ConvAlgo::ALL,
+            &want,
+            |gpu, algo| {
+                let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
+                let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+                gpu.conv2d_with(&gx, &gw, gb.as_ref(), &spec, algo)
+            },
+        );
     }
     for i in 0..40 {
         let (xs, ws, spec, with_bias) = if i == 0 {
@@ -141,7 +146,7 @@ fn convolutions_run_in_bands_of_rows() {
         let want = cpu::conv_transpose2d(&x, &w, b.as_ref(), &spec).unwrap();
         // The GEMM kernel's per-tap passes are slow on lavapipe: every fifth case takes it.
         let algos: &[_] = if i % 5 == 0 {
-            &ConvAlgo::ALL
+            ConvAlgo::ALL
         } else {
             &[ConvAlgo::Direct]
         };

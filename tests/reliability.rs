@@ -146,7 +146,7 @@ fn convolutions_propagate_nan_and_infinities() {
     assert_eq!(want.data()[3], 4.0);
     let Some(gpu) = gpu() else { return };
     let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
-    for algo in convpool::ConvAlgo::ALL {
+    for &algo in convpool::ConvAlgo::ALL {
         let got = gpu
             .conv2d_with(&gx, &gw, None, &Conv2d::default(), algo)
             .unwrap()

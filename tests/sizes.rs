@@ -36,7 +36,7 @@ fn every_op_runs_in_chunks_when_tensors_exceed_a_binding() {
         gpu.upload(&w).unwrap(),
         gpu.upload(&b).unwrap(),
     );
-    for algo in convpool::ConvAlgo::ALL {
+    for &algo in convpool::ConvAlgo::ALL {
         let got = gpu
             .conv2d_with(&gx, &gw, Some(&gb), &same, algo)
             .unwrap()

@@ -35,6 +35,7 @@ fn act64(a: Activation, x: f64) -> f64 {
         Activation::Clamp { min, max } => x.clamp(min as f64, max as f64),
         Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Activation::Tanh => x.tanh(),
+        other => panic!("act64 has no formula for {other:?}: add one"),
     }
 }
 

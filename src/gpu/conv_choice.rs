@@ -7,6 +7,7 @@ use super::device::KernelFamily;
 /// rounding, runs every shape on every device, and is bitwise reproducible; `Auto` picks by
 /// shape, by the device's features and by the `Gpu`'s [`KernelFamily`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ConvAlgo {
     /// Pick by shape and device (a pure function of both; docs/DESIGN.md has the rules).
     /// With [`KernelFamily::Cpu`] (CPU-type adapters such as lavapipe): where the subgroup GEMM
@@ -55,7 +56,8 @@ pub enum ConvAlgo {
 
 impl ConvAlgo {
     /// Every choice, `Auto` first: what tests run a convolution through to reach every kernel.
-    pub const ALL: [ConvAlgo; 6] = [
+    /// A slice, so that a new kernel can join it without breaking callers.
+    pub const ALL: &'static [ConvAlgo] = &[
         ConvAlgo::Auto,
         ConvAlgo::Direct,
         ConvAlgo::Gemm,
@@ -177,7 +179,7 @@ mod choice_tests {
             );
         }
         // An explicit choice is kept.
-        for algo in ConvAlgo::ALL.into_iter().skip(1) {
+        for &algo in ConvAlgo::ALL.iter().skip(1) {
             assert_eq!(algo.resolve(w1, true, KernelFamily::Gpu), algo);
         }
     }

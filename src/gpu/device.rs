@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 /// adapters. `CONVPOOL_KERNELS=cpu` or `=gpu` forces one on any adapter (so the GPU family is
 /// tested on lavapipe too), and [`GpuBuilder::kernels`] overrides both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KernelFamily {
     /// Tuned on lavapipe, where a workgroup is a loop over SIMD lanes on a CPU core: 8-lane
     /// subgroup GEMMs with no workgroup memory or barriers, input staged in textures.
@@ -43,7 +44,8 @@ impl KernelFamily {
             Some(_) => Err(Error::invalid(
                 "Gpu::new",
                 format!(
-                    "CONVPOOL_KERNELS={:?} is neither \"cpu\" nor \"gpu\"",
+                    "CONVPOOL_KERNELS={:?} is not a kernel family: the valid values are \"cpu\" \
+                     and \"gpu\" (any case), or leave it unset to choose by device type",
                     forced.unwrap_or_default()
                 ),
             )),
@@ -169,6 +171,40 @@ impl GpuBuilder {
         ))
     }
 
+    /// convpool on a device the application made, with this builder's kernel family and
+    /// autotuner options (the adapter options do not apply: the device is given). See
+    /// [`Gpu::from_wgpu`], which is `Gpu::builder().from_wgpu(…)`.
+    ///
+    /// `Err` if `adapter` is not the one `device` was opened on (their [`wgpu::AdapterInfo`]
+    /// differ): kernels are chosen by the device's own adapter info and features.
+    pub fn from_wgpu(
+        self,
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Result<Gpu> {
+        let (given, own) = (adapter.get_info(), device.adapter_info());
+        if given != own {
+            return Err(Error::invalid(
+                "Gpu::from_wgpu",
+                format!(
+                    "the adapter {:?} ({:?}) is not the one the device was opened on, {:?} ({:?})",
+                    given.name, given.backend, own.name, own.backend
+                ),
+            ));
+        }
+        let family = match self.kernels {
+            Some(f) => f,
+            None => KernelFamily::for_adapter(&own)?,
+        };
+        Ok(Gpu::open(
+            adapter,
+            device,
+            queue,
+            (false, family, self.tuner()),
+        ))
+    }
+
     fn backends_in_force(&self) -> wgpu::Backends {
         self.backends
             .or_else(wgpu::Backends::from_env)
@@ -238,17 +274,18 @@ impl Gpu {
     /// work reaches the queue at [`Gpu::flush`] (and at `synchronize`, `download`, and every
     /// 32 ops), so call `flush` before submitting work that must follow convpool's ops.
     ///
-    /// The kernel family follows `CONVPOOL_KERNELS` and the adapter's device type
+    /// The kernel family follows `CONVPOOL_KERNELS` and the device's type
     /// ([`KernelFamily::for_adapter`]); the autotuner `CONVPOOL_AUTOTUNE` and
-    /// `CONVPOOL_TUNE_CACHE` (see [`GpuBuilder::autotune`]).
+    /// `CONVPOOL_TUNE_CACHE` (see [`GpuBuilder::autotune`]). To set them in code, use
+    /// [`GpuBuilder::from_wgpu`]: `Gpu::builder().kernels(…).autotune(…).from_wgpu(…)`.
+    ///
+    /// `Err` if `adapter` is not the one `device` was opened on.
     pub fn from_wgpu(
         adapter: wgpu::Adapter,
         device: wgpu::Device,
         queue: wgpu::Queue,
     ) -> Result<Gpu> {
-        let family = KernelFamily::for_adapter(&adapter.get_info())?;
-        let tuner = GpuBuilder::default().tuner();
-        Ok(Gpu::open(adapter, device, queue, (false, family, tuner)))
+        Gpu::builder().from_wgpu(adapter, device, queue)
     }
 
     /// The `Gpu` on `device`; `own`: convpool made the device, so it installs the
@@ -260,7 +297,8 @@ impl Gpu {
         queue: wgpu::Queue,
         (own, family, tuner): (bool, KernelFamily, tune::Tuner),
     ) -> Gpu {
-        let info = adapter.get_info();
+        // The device's own adapter info: its subgroup sizes are the ones its pipelines run with.
+        let info = device.adapter_info();
         let lost = Arc::new(Mutex::new(None));
         if own {
             let lost_cb = lost.clone();
@@ -297,6 +335,8 @@ impl Gpu {
                 cache: PipelineCache::default(),
                 lost,
                 dummy,
+                probe: Default::default(),
+                coverage: Default::default(),
                 uniform_vec4s: AtomicU32::new(uniform_vec4s),
                 profiler: Default::default(),
                 pending: Default::default(),

@@ -56,6 +56,10 @@ struct Inner {
     lost: Arc<Mutex<Option<String>>>,
     /// Bound where a kernel's optional input (a bias) is absent.
     dummy: wgpu::Buffer,
+    /// Kernel variants launched, by name, while tests count them (`None`: not counting).
+    coverage: Mutex<Option<std::collections::BTreeMap<String, usize>>>,
+    /// The one-binding layout `from_buffer` binds a wrapped buffer with, to learn its device.
+    probe: std::sync::OnceLock<wgpu::BindGroupLayout>,
     /// Workgroups per grid dimension before a dispatch is folded into two dimensions: the
     /// device's limit, lowered only by tests to exercise folding on small shapes.
     fold_limit: std::sync::atomic::AtomicU32,
@@ -170,6 +174,40 @@ impl Gpu {
             });
         }
         Ok(())
+    }
+
+    /// Starts counting the kernel variants this `Gpu` launches (the wide GEMMs': tile, vec4,
+    /// whole tiles, padding-free, parts over K), so tests can show that each was reached.
+    #[doc(hidden)]
+    pub fn count_variants_for_tests(&self) {
+        *self
+            .inner
+            .coverage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Default::default());
+    }
+
+    /// The variants launched since `count_variants_for_tests`, with how many passes each.
+    #[doc(hidden)]
+    pub fn variants_for_tests(&self) -> std::collections::BTreeMap<String, usize> {
+        let c = self
+            .inner
+            .coverage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        c.clone().unwrap_or_default()
+    }
+
+    /// Counts one launch of variant `name` where tests count them.
+    pub(crate) fn cover(&self, name: impl FnOnce() -> String) {
+        let mut c = self
+            .inner
+            .coverage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(map) = c.as_mut() {
+            *map.entry(name()).or_default() += 1;
+        }
     }
 
     pub(crate) fn dummy(&self) -> &wgpu::Buffer {

@@ -65,8 +65,12 @@ impl Default for Conv2d {
     }
 }
 
-/// A fully resolved convolution: every size the kernels need.
+/// A fully resolved convolution: every size the kernels need. Made only by the specs'
+/// validating methods ([`Conv2d::geometry`] and the like), so its sizes always agree (groups
+/// divide the channels, the output size follows from the rest); `#[non_exhaustive]` keeps
+/// other crates from building one by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConvGeometry {
     /// Batch.
     pub n: usize,
@@ -95,11 +99,11 @@ pub struct ConvGeometry {
 impl ConvGeometry {
     /// Input channels per group.
     pub fn c_in_per_group(&self) -> usize {
-        self.c_in / self.groups
+        self.c_in.checked_div(self.groups).unwrap_or(0)
     }
     /// Output channels per group.
     pub fn c_out_per_group(&self) -> usize {
-        self.c_out / self.groups
+        self.c_out.checked_div(self.groups).unwrap_or(0)
     }
     /// Shape of the convolution's input.
     pub fn input_shape(&self) -> [usize; 4] {
