@@ -10,7 +10,7 @@
 //! unless a candidate beats it by at least 5%.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -74,45 +74,89 @@ pub(crate) fn cache_from_env() -> PathBuf {
         .unwrap_or_else(default_cache)
 }
 
-/// The entries of the cache file at `path`; a missing file is empty, a corrupt or foreign one
-/// is ignored with a warning.
-fn read_cache(path: &PathBuf) -> HashMap<String, ConvAlgo> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return HashMap::new();
+/// The entries of the cache file at `path`, printing a warning for whatever is ignored.
+fn read_cache(path: &Path) -> HashMap<String, ConvAlgo> {
+    let (entries, warnings) = read_entries(path);
+    for w in warnings {
+        eprintln!("convpool: {w}");
+    }
+    entries
+}
+
+/// The entries of the cache file at `path`, and a warning for each thing ignored: a missing
+/// file is empty (no warning); one that cannot be read, is not UTF-8, not JSON or not a cache
+/// of this format is ignored whole; an entry that names no kernel choice is skipped.
+fn read_entries(path: &Path) -> (HashMap<String, ConvAlgo>, Vec<String>) {
+    let file = |why: &str| {
+        let w = format!("ignoring the tuning cache {}: {why}", path.display());
+        (HashMap::new(), vec![w])
     };
-    let warn = |why: &str| {
-        eprintln!(
-            "convpool: ignoring the tuning cache {}: {why}",
-            path.display()
-        );
-        HashMap::new()
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (HashMap::new(), vec![]),
+        Err(e) => return file(&format!("it cannot be read ({e})")),
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return file("not UTF-8");
     };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return warn("not JSON");
+        return file("not JSON");
     };
     if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-        return warn("not a convpool tuning cache of this format");
+        return file("not a convpool tuning cache of this format");
     }
     let Some(entries) = v.get("entries").and_then(|e| e.as_object()) else {
-        return warn("no entries");
+        return file("no entries");
     };
-    let mut out = HashMap::new();
+    let (mut out, mut warnings) = (HashMap::new(), Vec::new());
     for (k, v) in entries {
         match v.as_str().and_then(algo_named) {
             Some(a) => {
                 out.insert(k.clone(), a);
             }
-            None => {
-                eprintln!("convpool: ignoring tuning cache entry {k:?}: {v} is no kernel choice")
-            }
+            None => warnings.push(format!(
+                "ignoring tuning cache entry {k:?} of {}: {v} is no kernel choice",
+                path.display()
+            )),
         }
     }
-    out
+    (out, warnings)
 }
 
-/// Adds `key → algo` to the cache file (merged with what other processes wrote meanwhile),
-/// written whole to a temporary file and renamed over it; failures are warnings.
-fn write_cache(path: &PathBuf, key: &str, algo: ConvAlgo) {
+/// Temporary files of this process get distinct names (two tuned `Gpu`s may write at once).
+static TEMP_FILES: AtomicUsize = AtomicUsize::new(0);
+
+/// Adds `key → algo` to the cache file, merged with what other writers put there, without
+/// losing theirs: under an advisory lock on `<cache>.lock` (held by one writer at a time,
+/// across processes), the file is read, merged, written whole to a temporary file of a name
+/// of its own and renamed over the cache (so readers, who take no lock, see the old file or
+/// the new one, never half of one). Failures are warnings; where the lock cannot be had (a
+/// file system without locks) the write goes ahead unlocked.
+fn write_cache(path: &Path, key: &str, algo: ConvAlgo) {
+    let fail = |what: &str, e: std::io::Error| {
+        eprintln!(
+            "convpool: could not {what} the tuning cache {}: {e}",
+            path.display()
+        );
+    };
+    if let Some(dir) = path.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail("create the directory of", e);
+        }
+    }
+    let lock_path = path.with_extension("json.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .and_then(|f| f.lock().map(|()| f));
+    if let Err(e) = &lock {
+        eprintln!(
+            "convpool: could not lock the tuning cache {} ({e}); writing it unlocked",
+            lock_path.display()
+        );
+    }
     let mut entries = read_cache(path);
     entries.insert(key.to_string(), algo);
     let mut sorted: Vec<_> = entries.into_iter().collect();
@@ -122,29 +166,32 @@ fn write_cache(path: &PathBuf, key: &str, algo: ConvAlgo) {
         .map(|(k, a)| (k, serde_json::Value::from(format!("{a:?}"))))
         .collect();
     let doc = serde_json::json!({ "format": FORMAT, "entries": map });
-    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&tmp, format!("{doc:#}\n")))
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let tmp = path.with_extension(format!(
+        "json.{}.{}.tmp",
+        std::process::id(),
+        TEMP_FILES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written =
+        std::fs::write(&tmp, format!("{doc:#}\n")).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
-        eprintln!(
-            "convpool: could not write the tuning cache {}: {e}",
-            path.display()
-        );
+        fail("write", e);
         let _ = std::fs::remove_file(&tmp);
     }
+    // Dropping the lock file's handle releases the lock.
+    drop(lock);
 }
 
 fn algo_named(name: &str) -> Option<ConvAlgo> {
-    ConvAlgo::ALL.into_iter().find(|a| format!("{a:?}") == name)
+    ConvAlgo::ALL
+        .iter()
+        .copied()
+        .find(|a| format!("{a:?}") == name)
 }
 
 impl Tuner {
     /// A tuner persisting to `cache`, with the entries already there; `None`: off.
     pub(crate) fn new(cache: Option<PathBuf>) -> Tuner {
-        let pinned = cache.as_ref().map(read_cache).unwrap_or_default();
+        let pinned = cache.as_deref().map(read_cache).unwrap_or_default();
         Tuner {
             cache,
             pinned: Mutex::new(pinned),
@@ -176,7 +223,8 @@ impl Gpu {
     /// The candidates timed here: every choice that runs its own kernels on this device.
     fn candidates(&self) -> Vec<ConvAlgo> {
         ConvAlgo::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|&a| a != ConvAlgo::Gemm || self.inner.subgroup_gemm)
             .collect()
     }
@@ -320,22 +368,34 @@ mod tests {
         let back = read_cache(&path);
         assert_eq!(back.get("k1"), Some(&ConvAlgo::GemmWide64));
         assert_eq!(back.get("k2"), Some(&ConvAlgo::Auto));
-        for bad in [
-            "not json at all",
-            r#"{"format": "someone-else-1", "entries": {"k1": "Direct"}}"#,
-            r#"{"format": "convpool-tune-1"}"#,
+        for (bad, why) in [
+            (&b"not json at all"[..], "not JSON"),
+            (&b"{\"format\": \"convpool-tune-1\", \xff}"[..], "not UTF-8"),
+            (
+                br#"{"format": "someone-else-1", "entries": {"k1": "Direct"}}"#,
+                "format",
+            ),
+            (br#"{"format": "convpool-tune-1"}"#, "no entries"),
         ] {
             std::fs::write(&path, bad).unwrap();
-            assert!(read_cache(&path).is_empty(), "{bad}");
+            let (entries, warnings) = read_entries(&path);
+            assert!(entries.is_empty(), "{why}");
+            assert_eq!(warnings.len(), 1, "{why}: {warnings:?}");
+            assert!(warnings[0].contains(why), "{why}: {warnings:?}");
         }
+        // A directory where the file should be cannot be read: a warning too.
+        let (entries, warnings) = read_entries(&dir);
+        assert!(entries.is_empty());
+        assert!(warnings[0].contains("cannot be read"), "{warnings:?}");
         std::fs::write(
             &path,
             r#"{"format": "convpool-tune-1", "entries": {"a": "Direct", "b": "Warp9", "c": 3}}"#,
         )
         .unwrap();
-        let some = read_cache(&path);
+        let (some, warnings) = read_entries(&path);
         assert_eq!(some.len(), 1);
         assert_eq!(some.get("a"), Some(&ConvAlgo::Direct));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
