@@ -11,7 +11,7 @@ use common::{
 use convpool::{cpu, Conv2d, ConvAlgo, ConvTranspose2d, Padding, Tensor};
 
 /// Every kernel variant: each is checked against the CPU reference.
-const ALGOS: [ConvAlgo; 6] = ConvAlgo::ALL;
+const ALGOS: &[ConvAlgo] = ConvAlgo::ALL;
 
 #[rustfmt::skip]
 const IMAGE: [f32; 25] = [
@@ -28,6 +28,20 @@ fn worked() -> (Tensor, Tensor) {
         Tensor::new([1, 1, 5, 5], IMAGE.to_vec()).unwrap(),
         Tensor::new([1, 1, 3, 3], KERNEL.to_vec()).unwrap(),
     )
+}
+
+/// The family in effect, printed for the log; under `CONVPOOL_EXPECT_KERNELS` (CI's reruns)
+/// it must be the one expected, which `common::gpu` checks.
+#[test]
+fn the_kernel_family_in_effect_is_the_one_expected() {
+    let Some(gpu) = gpu() else { return };
+    println!(
+        "kernel family in effect: {:?} (CONVPOOL_KERNELS={:?}, adapter {:?})",
+        gpu.kernel_family(),
+        std::env::var("CONVPOOL_KERNELS").ok(),
+        gpu.adapter_info().device_type
+    );
+    common::assert_expected_family(&gpu);
 }
 
 #[test]
@@ -226,7 +240,7 @@ fn conv2d_gpu_matches_cpu_on_a_seeded_sweep() {
         let want = cpu::conv2d(&x, &w, b.as_ref(), &spec).unwrap();
         let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
         let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
-        for algo in ALGOS {
+        for &algo in ALGOS {
             let got = gpu
                 .conv2d_with(&gx, &gw, gb.as_ref(), &spec, algo)
                 .unwrap()
@@ -325,7 +339,7 @@ fn conv_transpose2d_gpu_matches_cpu_on_a_seeded_sweep() {
         let want = cpu::conv_transpose2d(&x, &w, b.as_ref(), &spec).unwrap();
         let gb = b.as_ref().map(|b| gpu.upload(b).unwrap());
         let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
-        for algo in ALGOS {
+        for &algo in ALGOS {
             let got = gpu
                 .conv_transpose2d_with(&gx, &gw, gb.as_ref(), &spec, algo)
                 .unwrap()
@@ -424,7 +438,7 @@ fn same_call_twice_is_bitwise_equal() {
     };
     let wt = gpu.upload(&rng.tensor([16, 8, 4, 4])).unwrap();
     let bt = gpu.upload(&rng.tensor([16])).unwrap();
-    for algo in ALGOS {
+    for &algo in ALGOS {
         let run = || {
             gpu.conv2d_with(&x, &w, Some(&b), &spec, algo)
                 .unwrap()

@@ -83,9 +83,62 @@ fn transposed_through_wide_gemms(
     }
 }
 
+/// A `Gpu` of its own on the shared adapter that counts the wide GEMM variants it launches.
+fn counting_gpu() -> Option<Gpu> {
+    let shared = gpu()?;
+    let g = Gpu::builder()
+        .adapter_name(shared.adapter_info().name.clone())
+        .build()
+        .unwrap();
+    g.count_variants_for_tests();
+    Some(g)
+}
+
+/// Every wide GEMM variant that must have run on `gpu`: for both tiles, the vec4 kernel (whole
+/// tiles of conv2d) and the scalar one on partial tiles, each with and without padding checks;
+/// the scalar one on whole tiles (transposed phases); and every count of parts over K.
+#[track_caller]
+fn assert_every_wide_variant_ran(gpu: &Gpu) {
+    let ran = gpu.variants_for_tests();
+    let line: Vec<String> = ran.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    println!("wide GEMM coverage: {}", line.join(", "));
+    let mut missing = Vec::new();
+    for tile in [32, 64] {
+        let mut want = vec![];
+        for pad_free in [0, 1] {
+            want.push(format!("wide{tile} v4 full_tiles=1 pad_free={pad_free}"));
+            want.push(format!(
+                "wide{tile} scalar full_tiles=0 pad_free={pad_free}"
+            ));
+        }
+        // Whole tiles take the scalar kernel in transposed phases alone, which have padding.
+        want.push(format!("wide{tile} scalar full_tiles=1 pad_free=0"));
+        want.extend((2..=8).map(|parts| format!("wide{tile} split parts={parts}")));
+        missing.extend(want.into_iter().filter(|k| !ran.contains_key(k)));
+    }
+    assert!(
+        missing.is_empty(),
+        "wide GEMM variants never run: {missing:?}"
+    );
+}
+
 #[test]
-fn wide_gemms_on_whole_tiles_and_windows_inside_the_input() {
-    let Some(gpu) = gpu() else { return };
+fn every_wide_gemm_variant_matches_the_reference_and_each_is_reached() {
+    let Some(gpu) = counting_gpu() else { return };
+    whole_tiles_and_windows_inside_the_input(&gpu);
+    splits_over_k_where_a_layer_has_few_output_tiles(&gpu);
+    // A conv2d whose windows stay inside the input, on partial tiles.
+    let mut rng = Rng::new(143);
+    let valid = Conv2d::default();
+    conv_through_wide_gemms(
+        &gpu,
+        &mut rng,
+        ([1, 8, 5, 7], [12, 8, 3, 3], valid, Activation::Identity),
+    );
+    assert_every_wide_variant_ran(&gpu);
+}
+
+fn whole_tiles_and_windows_inside_the_input(gpu: &Gpu) {
     let mut rng = Rng::new(140);
     let valid = Conv2d::default();
     let same = Conv2d {
@@ -119,15 +172,13 @@ fn wide_gemms_on_whole_tiles_and_windows_inside_the_input() {
         } else {
             Activation::LeakyRelu { slope: 0.25 }
         };
-        conv_through_wide_gemms(&gpu, &mut rng, (xs, ws, spec, act));
+        conv_through_wide_gemms(gpu, &mut rng, (xs, ws, spec, act));
     }
     // conv_transpose2d phases with whole tiles: 64 output channels, 8×8 per phase, k = 16·4.
-    transposed_through_wide_gemms(&gpu, &mut rng, [1, 16, 8, 8], [16, 64, 4, 4], "whole tiles");
+    transposed_through_wide_gemms(gpu, &mut rng, [1, 16, 8, 8], [16, 64, 4, 4], "whole tiles");
 }
 
-#[test]
-fn wide_gemms_split_over_k_where_a_layer_has_few_output_tiles() {
-    let Some(gpu) = gpu() else { return };
+fn splits_over_k_where_a_layer_has_few_output_tiles(gpu: &Gpu) {
     let mut rng = Rng::new(142);
     let same = Conv2d {
         padding: Padding::Same,
@@ -146,10 +197,24 @@ fn wide_gemms_split_over_k_where_a_layer_has_few_output_tiles() {
         ),
     ];
     for (xs, ws, spec, act) in cases {
-        conv_through_wide_gemms(&gpu, &mut rng, (xs, ws, spec, act));
+        conv_through_wide_gemms(gpu, &mut rng, (xs, ws, spec, act));
     }
     // A transposed convolution whose phases split: 256 input channels, 4 taps per phase.
-    transposed_through_wide_gemms(&gpu, &mut rng, [1, 256, 3, 3], [256, 16, 4, 4], "split");
+    transposed_through_wide_gemms(gpu, &mut rng, [1, 256, 3, 3], [256, 16, 4, 4], "split");
+    // Every count of parts: one output tile, k = 256·parts deep (parts of 256).
+    for parts in 2..=8 {
+        let c = 256 * parts;
+        conv_through_wide_gemms(
+            gpu,
+            &mut rng,
+            (
+                [1, c, 3, 4],
+                [8, c, 1, 1],
+                Conv2d::default(),
+                Activation::Identity,
+            ),
+        );
+    }
 }
 
 #[test]

@@ -103,20 +103,30 @@ impl Gpu {
         split: Option<(&'a wgpu::Buffer, u32)>,
     ) -> Vec<Pass<'a>> {
         let window = wide_constants(&params, [wide.tile; 2]);
+        let [full, pad_free] = window;
         let Some((partial, k_part)) = split else {
             let [x, w, bias, y, table] = buffers;
             // conv2d on whole tiles: weights and outputs as vec4.
-            let (kernel, buffers) = if window[0] == 1 && params.mode == 0 {
+            let v4 = full == 1 && params.mode == 0;
+            let (kernel, buffers) = if v4 {
                 (wide.v4, vec![x, bias, table, w, y])
             } else {
                 (wide.kernel, buffers.to_vec())
             };
+            self.cover(|| {
+                let kind = if v4 { "v4" } else { "scalar" };
+                format!(
+                    "wide{} {kind} full_tiles={full} pad_free={pad_free}",
+                    wide.tile
+                )
+            });
             let pass = Pass::tiled(kernel, &params, buffers, params.workgroups());
             return vec![Pass { window, ..pass }];
         };
         // Parts over K into `partial`, then their ordered sum into the output.
         let params = GemmParams { k_part, ..params };
         let parts = params.k.div_ceil(k_part) as u64;
+        self.cover(|| format!("wide{} split parts={parts}", wide.tile));
         let [x, w, bias, y, table] = buffers;
         let gemm = Pass::tiled(
             wide.kernel,

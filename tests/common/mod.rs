@@ -17,11 +17,16 @@ fn gpu_required() -> bool {
 }
 
 /// The `Gpu` shared by every test of a binary. In CI (or with `CONVPOOL_REQUIRE_GPU=1`) a
-/// missing adapter panics; elsewhere the GPU tests print why and skip.
+/// missing adapter panics; elsewhere the GPU tests print why and skip. Where
+/// `CONVPOOL_EXPECT_KERNELS` names a kernel family (`cpu` or `gpu`, as CI's reruns set it
+/// beside `CONVPOOL_KERNELS`), a `Gpu` choosing from another family panics.
 pub fn gpu() -> Option<Gpu> {
     static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
     match GPU.get_or_init(|| Gpu::new().map_err(|e| e.to_string())) {
-        Ok(g) => Some(g.clone()),
+        Ok(g) => {
+            assert_expected_family(g);
+            Some(g.clone())
+        }
         Err(e) if gpu_required() => {
             panic!("a GPU adapter is required here (CI or CONVPOOL_REQUIRE_GPU=1): {e}")
         }
@@ -30,6 +35,26 @@ pub fn gpu() -> Option<Gpu> {
             None
         }
     }
+}
+
+/// Panics unless `gpu` chooses from the family `CONVPOOL_EXPECT_KERNELS` names (if set).
+#[track_caller]
+pub fn assert_expected_family(gpu: &Gpu) {
+    let Ok(expected) = std::env::var("CONVPOOL_EXPECT_KERNELS") else {
+        return;
+    };
+    let want = match expected.to_lowercase().as_str() {
+        "cpu" => convpool::KernelFamily::Cpu,
+        "gpu" => convpool::KernelFamily::Gpu,
+        other => panic!("CONVPOOL_EXPECT_KERNELS={other:?}: expected cpu or gpu"),
+    };
+    assert_eq!(
+        gpu.kernel_family(),
+        want,
+        "CONVPOOL_EXPECT_KERNELS={expected} but the Gpu chooses from another family \
+         (CONVPOOL_KERNELS={:?})",
+        std::env::var("CONVPOOL_KERNELS").ok()
+    );
 }
 
 /// SplitMix64: a tiny seeded generator, so every random case is reproducible.
@@ -84,9 +109,6 @@ pub fn coords(shape: &[usize], mut i: usize) -> Vec<usize> {
     c
 }
 
-/// Asserts `|a - b| <= atol + rtol * |b|` elementwise (NaN matches NaN, equal infinities
-/// match), reporting the first mismatches with their coordinates.
-#[track_caller]
 /// Absolute tolerance for outputs that are float sums of `terms` products of values in
 /// [-1, 1): two summation orders differ by rounding that grows like √terms (1e-5 up to 64
 /// terms; a 2,700-term reduction near cancellation was seen 2e-5 apart).
@@ -94,6 +116,9 @@ pub fn sum_atol(terms: usize) -> f32 {
     1e-5 * (terms as f32 / 64.0).sqrt().max(1.0)
 }
 
+/// Asserts `|a - b| <= atol + rtol * |b|` elementwise (NaN matches NaN, equal infinities
+/// match), reporting the first mismatches with their coordinates.
+#[track_caller]
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, atol: f32, rtol: f32) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
     let bad: Vec<String> = got
