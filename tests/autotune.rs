@@ -139,3 +139,156 @@ fn autotuning_is_off_by_default() {
     run(&shared, &mut Rng::new(9));
     assert_eq!(shared.tuned_keys_for_tests(), 0);
 }
+
+/// In a child process (this test binary re-run on one test): opens `Gpu::new()`, which reads
+/// `CONVPOOL_AUTOTUNE` and `CONVPOOL_TUNE_CACHE`, runs conv2d over channel counts `channels`
+/// (each a new key) and prints what it tuned. Does nothing in the parent process.
+#[test]
+fn child_tunes_from_the_environment() {
+    let Ok(channels) = std::env::var("CONVPOOL_TEST_CHILD_CHANNELS") else {
+        return;
+    };
+    let gpu = Gpu::new().unwrap();
+    let mut rng = Rng::new(4);
+    for c in channels.split(',').map(|c| c.parse::<usize>().unwrap()) {
+        let x = rng.tensor([1, c, 6, 6]);
+        let w = rng.tensor([c, c, 3, 3]);
+        let y = gpu
+            .conv2d(
+                &gpu.upload(&x).unwrap(),
+                &gpu.upload(&w).unwrap(),
+                None,
+                &Conv2d::default(),
+            )
+            .unwrap();
+        let want = cpu::conv2d(&x, &w, None, &Conv2d::default()).unwrap();
+        assert_close(
+            "child conv2d",
+            &y.download().unwrap(),
+            &want,
+            sum_atol(9 * c),
+            1e-4,
+        );
+    }
+    println!(
+        "child: autotuning={} timed={}",
+        gpu.autotuning(),
+        gpu.tuned_keys_for_tests()
+    );
+}
+
+/// Runs `child_tunes_from_the_environment` in a new process with `env` set.
+fn child(env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_tunes_from_the_environment", "--nocapture"])
+        .env_remove("CONVPOOL_AUTOTUNE")
+        .env_remove("CONVPOOL_TUNE_CACHE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn finish(c: std::process::Child) -> String {
+    let out = c.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{text}");
+    text
+}
+
+/// The tuned keys of the cache file at `path` (the file must be a valid cache).
+fn keys(path: &PathBuf) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["entries"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn the_environment_turns_the_tuner_on_and_names_its_cache() {
+    if gpu().is_none() {
+        return;
+    }
+    let path = cache("env");
+    let p = path.to_str().unwrap();
+    let on = finish(child(&[
+        ("CONVPOOL_TEST_CHILD_CHANNELS", "3"),
+        ("CONVPOOL_AUTOTUNE", "1"),
+        ("CONVPOOL_TUNE_CACHE", p),
+    ]));
+    assert!(on.contains("child: autotuning=true timed=1"), "{on}");
+    assert_eq!(keys(&path).len(), 1, "the key is in the named file");
+    // Off unless asked: no timing and the file untouched.
+    let before = std::fs::read(&path).unwrap();
+    let off = finish(child(&[
+        ("CONVPOOL_TEST_CHILD_CHANNELS", "5"),
+        ("CONVPOOL_AUTOTUNE", "0"),
+        ("CONVPOOL_TUNE_CACHE", p),
+    ]));
+    assert!(off.contains("child: autotuning=false timed=0"), "{off}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // A second tuned process finds the key and times nothing.
+    let again = finish(child(&[
+        ("CONVPOOL_TEST_CHILD_CHANNELS", "3"),
+        ("CONVPOOL_AUTOTUNE", "true"),
+        ("CONVPOOL_TUNE_CACHE", p),
+    ]));
+    assert!(again.contains("child: autotuning=true timed=0"), "{again}");
+    // An unreadable cache (a directory) is ignored with a warning.
+    let dir = path.parent().unwrap().join("a-directory.json");
+    std::fs::create_dir_all(&dir).unwrap();
+    let warned = finish(child(&[
+        ("CONVPOOL_TEST_CHILD_CHANNELS", "3"),
+        ("CONVPOOL_AUTOTUNE", "1"),
+        ("CONVPOOL_TUNE_CACHE", dir.to_str().unwrap()),
+    ]));
+    assert!(
+        warned.contains("ignoring the tuning cache") && warned.contains("cannot be read"),
+        "{warned}"
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
+}
+
+#[test]
+fn two_processes_tuning_different_keys_at_once_keep_every_entry() {
+    if gpu().is_none() {
+        return;
+    }
+    let path = cache("concurrent");
+    let p = path.to_str().unwrap();
+    // Each writes its keys one by one while the other does, into the same file; each write
+    // holds the file for 150 ms between reading it and renaming the new one over it.
+    let (a, b) = (
+        child(&[
+            ("CONVPOOL_TEST_CHILD_CHANNELS", "1,3,9,33"),
+            ("CONVPOOL_TUNE_TEST_DELAY_MS", "150"),
+            ("CONVPOOL_AUTOTUNE", "1"),
+            ("CONVPOOL_TUNE_CACHE", p),
+        ]),
+        child(&[
+            ("CONVPOOL_TEST_CHILD_CHANNELS", "2,5,17,65"),
+            ("CONVPOOL_TUNE_TEST_DELAY_MS", "150"),
+            ("CONVPOOL_AUTOTUNE", "1"),
+            ("CONVPOOL_TUNE_CACHE", p),
+        ]),
+    );
+    let (a, b) = (finish(a), finish(b));
+    // Channel counts round up to powers of two in the key: 1, 4, 16, 64 and 2, 8, 32, 128.
+    let timed = "child: autotuning=true timed=4";
+    assert!(a.contains(timed) && b.contains(timed), "{a}\n{b}");
+    let found = keys(&path);
+    assert_eq!(
+        found.len(),
+        8,
+        "entries lost between the writers: {found:#?}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
+}

@@ -159,6 +159,14 @@ fn write_cache(path: &Path, key: &str, algo: ConvAlgo) {
     }
     let mut entries = read_cache(path);
     entries.insert(key.to_string(), algo);
+    // For the concurrency test alone: widen the window between reading and renaming, where
+    // writers without the lock would lose each other's entries.
+    if let Some(ms) = std::env::var("CONVPOOL_TUNE_TEST_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     let mut sorted: Vec<_> = entries.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let map: serde_json::Map<_, _> = sorted
