@@ -1,5 +1,7 @@
-//! Reference convolution and transposed convolution (direct loops, f32 accumulation).
+//! Reference convolution and transposed convolution (direct loops, f32 accumulation), and
+//! their fused forms with an activation.
 
+use crate::activation::Activation;
 use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::{numel, Tensor};
@@ -141,4 +143,32 @@ pub fn conv2d_matrix(x_shape: &[usize], w: &Tensor, spec: &Conv2d) -> Result<Ten
         }
     }
     Ok(m)
+}
+
+/// `activation(conv2d(x, w, bias, spec), act)`.
+pub fn conv2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    spec: &Conv2d,
+    act: Activation,
+) -> Result<Tensor> {
+    act.check("conv2d_act")?;
+    let mut y = conv2d(x, w, bias, spec)?;
+    y.data_mut().iter_mut().for_each(|v| *v = act.apply(*v));
+    Ok(y)
+}
+
+/// `activation(conv_transpose2d(x, w, bias, spec), act)`.
+pub fn conv_transpose2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    spec: &ConvTranspose2d,
+    act: Activation,
+) -> Result<Tensor> {
+    act.check("conv_transpose2d_act")?;
+    let mut y = conv_transpose2d(x, w, bias, spec)?;
+    y.data_mut().iter_mut().for_each(|v| *v = act.apply(*v));
+    Ok(y)
 }

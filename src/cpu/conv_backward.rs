@@ -1,8 +1,7 @@
-//! Reference backward passes of the convolutions and the fused convolution + activation
-//! (direct loops over the forward convolution's geometry, f32 accumulation).
+//! Reference backward passes of the convolutions (direct loops over the forward convolution's
+//! geometry, f32 accumulation).
 
 use super::conv::input_coord;
-use crate::activation::Activation;
 use crate::error::Result;
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 use crate::tensor::{dims4, Tensor};
@@ -134,32 +133,4 @@ pub fn conv_transpose2d_backward_weight(
     let g = spec.backward_weight_geometry(gy.shape(), x.shape(), kernel)?;
     // The forward convolution's output is `x`, its input `gy`.
     grad_weight(&g, x.data(), gy.data())
-}
-
-/// `activation(conv2d(x, w, bias, spec), act)`.
-pub fn conv2d_act(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    spec: &Conv2d,
-    act: Activation,
-) -> Result<Tensor> {
-    act.check("conv2d_act")?;
-    let mut y = super::conv2d(x, w, bias, spec)?;
-    y.data_mut().iter_mut().for_each(|v| *v = act.apply(*v));
-    Ok(y)
-}
-
-/// `activation(conv_transpose2d(x, w, bias, spec), act)`.
-pub fn conv_transpose2d_act(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    spec: &ConvTranspose2d,
-    act: Activation,
-) -> Result<Tensor> {
-    act.check("conv_transpose2d_act")?;
-    let mut y = super::conv_transpose2d(x, w, bias, spec)?;
-    y.data_mut().iter_mut().for_each(|v| *v = act.apply(*v));
-    Ok(y)
 }

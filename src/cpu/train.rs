@@ -1,7 +1,7 @@
 //! Reference activations, losses and update: what a training step needs besides the layers.
 
 use crate::activation::Activation;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::params::train::{check_same, cross_entropy_dims, Sgd};
 use crate::tensor::Tensor;
 
@@ -26,22 +26,6 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Tensor::from_fn(a.shape(), |i| a.data()[i] + b.data()[i])
 }
 
-/// `Err` naming the first label of `labels` `[N, H, W]` that is not below `classes`.
-pub(crate) fn check_labels(op: &'static str, labels: &Tensor<u32>, classes: usize) -> Result<()> {
-    if let Some(i) = labels.data().iter().position(|&l| l as usize >= classes) {
-        let s = labels.shape();
-        let (n, y, x) = (i / (s[1] * s[2]), i / s[2] % s[1], i % s[2]);
-        return Err(Error::invalid(
-            op,
-            format!(
-                "label {} at [{n}, {y}, {x}] is not below the {classes} classes",
-                labels.data()[i]
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Per-pixel softmax cross-entropy over the channel axis, as PyTorch's
 /// `F.cross_entropy(logits, labels)` (reduction `mean`): `logits` `[N, C, H, W]`, `labels`
 /// `[N, H, W]` with values below `C` (else `Err`). Returns the mean loss over the `N·H·W`
@@ -49,7 +33,7 @@ pub(crate) fn check_labels(op: &'static str, labels: &Tensor<u32>, classes: usiz
 pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor<u32>) -> Result<(f32, Tensor)> {
     let op = "softmax_cross_entropy";
     let [n, c, h, w] = cross_entropy_dims(logits.shape(), labels.shape())?;
-    check_labels(op, labels, c)?;
+    crate::params::train::check_labels(op, labels, c)?;
     if logits.is_empty() {
         return Ok((f32::NAN, Tensor::zeros(logits.shape())?));
     }

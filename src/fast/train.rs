@@ -5,8 +5,8 @@
 use rayon::prelude::*;
 
 use crate::activation::Activation;
-use crate::cpu::check_labels;
 use crate::error::Result;
+use crate::params::train::check_labels;
 use crate::params::train::{check_same, cross_entropy_dims, Sgd};
 use crate::tensor::Tensor;
 

@@ -1,5 +1,5 @@
-//! Launchers for the convolutions' backward passes (shaders/conv_backward.wgsl) and the fused
-//! convolution + activation. The input gradients run on the forward kernels: conv2d's is a
+//! Launchers for the convolutions' backward passes (shaders/conv_backward.wgsl). The input
+//! gradients run on the forward kernels: conv2d's is a
 //! conv_transpose2d of the gradient on the same geometry, conv_transpose2d's a conv2d, so they
 //! take every kernel variant, chunk and band those do.
 
@@ -158,7 +158,7 @@ impl Gpu {
     }
 
     /// `Err` unless both tensors live on this `Gpu`.
-    fn check_pair(
+    pub(super) fn check_pair(
         &self,
         op: &'static str,
         what: [&'static str; 2],
@@ -312,70 +312,6 @@ impl Gpu {
         let g = spec.backward_weight_geometry(gy.shape(), x.shape(), kernel)?;
         // The forward convolution's output is `x`, its input `gy`.
         self.weight_grad(op, &g, [x, gy], algo)
-    }
-
-    /// `activation(conv2d(x, w, bias, spec), act)` in one pass: the activation runs in the
-    /// kernel's store, so no extra pass or tensor; for the piecewise-linear activations the
-    /// result is bitwise the unfused one. Returns without waiting.
-    pub fn conv2d_act(
-        &self,
-        x: &GpuTensor,
-        w: &GpuTensor,
-        bias: Option<&GpuTensor>,
-        spec: &Conv2d,
-        act: Activation,
-    ) -> Result<GpuTensor> {
-        self.conv2d_act_with(x, w, bias, spec, act, ConvAlgo::Auto)
-    }
-
-    /// `conv2d_act` with a chosen kernel.
-    pub fn conv2d_act_with(
-        &self,
-        x: &GpuTensor,
-        w: &GpuTensor,
-        bias: Option<&GpuTensor>,
-        spec: &Conv2d,
-        act: Activation,
-        algo: ConvAlgo,
-    ) -> Result<GpuTensor> {
-        let op = "conv2d_act";
-        act.check(op)?;
-        self.check_pair(op, ["input", "weight"], x, w)?;
-        bias.map_or(Ok(()), |b| self.check_owner(op, "bias", b))?;
-        let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
-        self.conv2d_geom(op, [x, w], bias, &g, (algo, act))
-    }
-
-    /// `activation(conv_transpose2d(x, w, bias, spec), act)`: the GEMM kernels apply it in
-    /// their store; the per-tap scatter (`ConvAlgo::Direct`) in a pass over its output in place
-    /// after the last tap. Returns without waiting.
-    pub fn conv_transpose2d_act(
-        &self,
-        x: &GpuTensor,
-        w: &GpuTensor,
-        bias: Option<&GpuTensor>,
-        spec: &ConvTranspose2d,
-        act: Activation,
-    ) -> Result<GpuTensor> {
-        self.conv_transpose2d_act_with(x, w, bias, spec, act, ConvAlgo::Auto)
-    }
-
-    /// `conv_transpose2d_act` with a chosen kernel.
-    pub fn conv_transpose2d_act_with(
-        &self,
-        x: &GpuTensor,
-        w: &GpuTensor,
-        bias: Option<&GpuTensor>,
-        spec: &ConvTranspose2d,
-        act: Activation,
-        algo: ConvAlgo,
-    ) -> Result<GpuTensor> {
-        let op = "conv_transpose2d_act";
-        act.check(op)?;
-        self.check_pair(op, ["input", "weight"], x, w)?;
-        bias.map_or(Ok(()), |b| self.check_owner(op, "bias", b))?;
-        let g = spec.geometry(x.shape(), w.shape(), bias.map(GpuTensor::shape))?;
-        self.conv_transpose2d_geom(op, [x, w], bias, &g, (algo, act))
     }
 }
 

@@ -5,6 +5,7 @@
 mod buffers;
 mod chunk;
 mod conv;
+mod conv_act;
 mod conv_backward;
 mod conv_choice;
 mod conv_gemm;

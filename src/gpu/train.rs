@@ -8,7 +8,6 @@ use crate::activation::Activation;
 use crate::error::{ensure, Result};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::layout::params_struct;
-use crate::params::pool::unpool_backward_shape;
 use crate::params::train::{check_same, cross_entropy_dims, Sgd};
 use crate::tensor::Tensor;
 
@@ -44,7 +43,11 @@ impl TrainParams {
 
 impl Gpu {
     /// `Err` unless every tensor lives on this `Gpu` and fits one binding.
-    fn check_inputs(&self, op: &'static str, ts: &[(&'static str, &GpuTensor)]) -> Result<()> {
+    pub(super) fn check_inputs(
+        &self,
+        op: &'static str,
+        ts: &[(&'static str, &GpuTensor)],
+    ) -> Result<()> {
         for (what, t) in ts {
             self.check_owner(op, what, t)?;
             self.check_binding(op, what, t.len())?;
@@ -186,7 +189,7 @@ impl Gpu {
                 "label {} is not below the {c} classes",
                 bound - 1
             ),
-            None => crate::cpu::check_labels(op, &labels.download()?, c)?,
+            None => crate::params::train::check_labels(op, &labels.download()?, c)?,
         }
         let pixels = n * h * w;
         let grad = self.alloc(op, logits.shape())?;
@@ -212,37 +215,6 @@ impl Gpu {
         let pass = Pass::new(Kernel::CrossEntropy, &params, buffers, pixels);
         self.launch(op, &[], &[pass])?;
         Ok((self.sum_scaled(op, &losses, scale)?, grad))
-    }
-
-    /// The gradient of `max_unpool2d` with respect to its values; see
-    /// [`crate::cpu::max_unpool2d_backward`]. Indices from this library's pooling or uploaded
-    /// from the host need no check on the device; others are range-checked there first (one
-    /// small readback: that call waits).
-    pub fn max_unpool2d_backward(
-        &self,
-        grad: &GpuTensor,
-        idx: &GpuTensor<u32>,
-    ) -> Result<GpuTensor> {
-        let op = "max_unpool2d_backward";
-        let (d, size) = unpool_backward_shape(op, grad.shape(), idx.shape())?;
-        self.check_inputs(op, &[("gradient", grad)])?;
-        self.check_owner(op, "indices", idx)?;
-        self.check_binding(op, "indices", idx.len())?;
-        let plane = size[0].saturating_mul(size[1]);
-        if !idx.indices_known_within(plane) && !idx.is_empty() {
-            self.check_index_range(op, idx, size, d[2].saturating_mul(d[3]), 0)?;
-        }
-        let out = self.alloc(op, &d)?;
-        let params = TrainParams {
-            total: idx.len() as u32,
-            classes: d[2].saturating_mul(d[3]) as u32,
-            hw: plane as u32,
-            ..Default::default()
-        };
-        let buffers = vec![grad.buffer(), idx.buffer(), out.buffer()];
-        let pass = Pass::new(Kernel::UnpoolBackward, &params, buffers, idx.len());
-        self.launch(op, &[], &[pass])?;
-        Ok(out)
     }
 
     /// Mean squared error `mean((pred − target)²)` as a `[1]` tensor (summed on the device in

@@ -5,10 +5,11 @@
 use super::chunk::{Band, Chunks, Reach};
 use super::pool::{plane_of, pool_pass, row_axis, PoolParams};
 use super::record::BufferCopy;
-use super::{check_reach, Gpu, GpuTensor};
+use super::train::TrainParams;
+use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::error::{ensure, Error, Result};
 use crate::gpu::kernels::Kernel;
-use crate::params::pool::{unpool_shape, Pool2d, PoolGeometry};
+use crate::params::pool::{unpool_backward_shape, unpool_shape, Pool2d, PoolGeometry};
 use crate::tensor::{dims4, Tensor};
 
 impl Gpu {
@@ -385,6 +386,37 @@ impl Gpu {
             }
         }
         Ok(())
+    }
+
+    /// The gradient of `max_unpool2d` with respect to its values; see
+    /// [`crate::cpu::max_unpool2d_backward`]. Indices from this library's pooling or uploaded
+    /// from the host need no check on the device; others are range-checked there first (one
+    /// small readback: that call waits).
+    pub fn max_unpool2d_backward(
+        &self,
+        grad: &GpuTensor,
+        idx: &GpuTensor<u32>,
+    ) -> Result<GpuTensor> {
+        let op = "max_unpool2d_backward";
+        let (d, size) = unpool_backward_shape(op, grad.shape(), idx.shape())?;
+        self.check_inputs(op, &[("gradient", grad)])?;
+        self.check_owner(op, "indices", idx)?;
+        self.check_binding(op, "indices", idx.len())?;
+        let plane = size[0].saturating_mul(size[1]);
+        if !idx.indices_known_within(plane) && !idx.is_empty() {
+            self.check_index_range(op, idx, size, d[2].saturating_mul(d[3]), 0)?;
+        }
+        let out = self.alloc(op, &d)?;
+        let params = TrainParams {
+            total: idx.len() as u32,
+            classes: d[2].saturating_mul(d[3]) as u32,
+            hw: plane as u32,
+            ..Default::default()
+        };
+        let buffers = vec![grad.buffer(), idx.buffer(), out.buffer()];
+        let pass = Pass::new(Kernel::UnpoolBackward, &params, buffers, idx.len());
+        self.launch(op, &[], &[pass])?;
+        Ok(out)
     }
 
     /// Average unpooling: each pooled value of `a` replicated into the in-bounds positions of

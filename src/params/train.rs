@@ -1,7 +1,7 @@
 //! The training step's parameters: shapes of the losses and elementwise ops, and `Sgd`.
 
-use crate::error::{ensure, Result};
-use crate::tensor::dims4;
+use crate::error::{ensure, Error, Result};
+use crate::tensor::{dims4, Tensor};
 
 /// SGD with momentum, as PyTorch's `torch.optim.SGD` (dampening 0, not Nesterov):
 /// `g = grad + weight_decay·w`, `v ← momentum·v + g`, `w ← w − lr·v`. With a zero initial
@@ -79,4 +79,20 @@ pub(crate) fn cross_entropy_dims(logits: &[usize], labels: &[usize]) -> Result<[
         [l[0], l[2], l[3]]
     );
     Ok(l)
+}
+
+/// `Err` naming the first label of `labels` `[N, H, W]` that is not below `classes`.
+pub(crate) fn check_labels(op: &'static str, labels: &Tensor<u32>, classes: usize) -> Result<()> {
+    if let Some(i) = labels.data().iter().position(|&l| l as usize >= classes) {
+        let s = labels.shape();
+        let (n, y, x) = (i / (s[1] * s[2]), i / s[2] % s[1], i % s[2]);
+        return Err(Error::invalid(
+            op,
+            format!(
+                "label {} at [{n}, {y}, {x}] is not below the {classes} classes",
+                labels.data()[i]
+            ),
+        ));
+    }
+    Ok(())
 }
