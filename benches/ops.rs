@@ -47,6 +47,31 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.finish();
+    if let Some(gpu) = &gpu {
+        wrap(c, gpu);
+    }
+}
+
+/// The cost of `GpuTensor::from_buffer`, which binds the buffer once in an error scope to
+/// learn whether it belongs to the device, beside an upload of the same 4 bytes.
+fn wrap(c: &mut Criterion, gpu: &Gpu) {
+    let buffer = gpu
+        .device()
+        .create_buffer(&convpool::wgpu::BufferDescriptor {
+            label: Some("application buffer"),
+            size: 1 << 20,
+            usage: convpool::wgpu::BufferUsages::STORAGE | convpool::wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+    let one = convpool::Tensor::new([1], vec![1.0f32]).unwrap();
+    let mut g = c.benchmark_group("interop");
+    g.bench_function("gpu/from_buffer", |b| {
+        b.iter(|| GpuTensor::<f32>::from_buffer(gpu, buffer.clone(), [1 << 18]).unwrap())
+    });
+    g.bench_function("gpu/upload of one element", |b| {
+        b.iter(|| gpu.upload(&one).unwrap())
+    });
+    g.finish();
 }
 
 criterion_group!(ops, benches);

@@ -7,7 +7,7 @@
 #
 #   --bin PATH   a prebuilt bench_report binary (for a machine without a Rust toolchain; build
 #                it elsewhere with `cargo build --release --example bench_report`, it is
-#                target/release/examples/bench_report); default: build it here
+#                <target dir>/release/examples/bench_report); default: build it here
 #   --quick      the report's quick mode and fewer PyTorch runs
 #   --out DIR    where the JSON, Markdown and SVG go (default: gpu-bench-out)
 #
@@ -28,8 +28,14 @@ done
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"   # Mesa's drivers warn without it
 mkdir -p "$out"
 if [ -z "$bin" ]; then
-  (cd "$here/.." && cargo build --release --quiet --example bench_report)
-  bin="$here/../target/release/examples/bench_report"
+  # Ask cargo where it put the binary: CARGO_TARGET_DIR (or a config) may move it.
+  bin=$(cd "$here/.." && cargo build --release --quiet --example bench_report --message-format=json \
+    | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bench_report" and m.get("executable"):
+        print(m["executable"])')
+  [ -x "$bin" ] || { echo "gpu.sh: cargo built no bench_report binary" >&2; exit 1; }
 fi
 
 echo "== convpool bench report ($bin)"

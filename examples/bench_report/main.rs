@@ -153,20 +153,26 @@ fn args() -> Args {
         md: None,
         svg: None,
     };
+    let usage = "usage: bench_report [--quick] [--no-reference] [--peers] [--json FILE] [--md FILE] [--svg FILE]";
+    let fail = |msg: String| -> ! {
+        eprintln!("bench_report: {msg}\n{usage}");
+        std::process::exit(2);
+    };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
+        let mut file = |flag: &str| match it.next() {
+            Some(f) if !f.is_empty() && !f.starts_with("--") => Some(f),
+            _ => fail(format!("{flag} needs a file name")),
+        };
         match s.as_str() {
             "--quick" => a.quick = true,
             "--no-reference" => a.reference = false,
             "--peers" => a.peers = true,
-            "--json" => a.json = it.next(),
-            "--md" => a.md = it.next(),
-            "--svg" => a.svg = it.next(),
+            "--json" => a.json = file("--json"),
+            "--md" => a.md = file("--md"),
+            "--svg" => a.svg = file("--svg"),
             "--bench" => {} // passed by `cargo bench`-style runners
-            other => {
-                eprintln!("bench_report: unknown argument {other:?}\nusage: bench_report [--quick] [--no-reference] [--peers] [--json FILE] [--md FILE] [--svg FILE]");
-                std::process::exit(2);
-            }
+            other => fail(format!("unknown argument {other:?}")),
         }
     }
     a

@@ -3,7 +3,10 @@
 //! initial weights, and reports loss, held-out pixel accuracy, mean IoU and time per step.
 //!
 //! `cargo run --release --example train_segnet -- [--epochs N] [--cpu-only] [--gpu-only]
-//! [--out DIR] [--train N] [--held-out N] [--lr F] [--min-accuracy F]`
+//! [--out DIR] [--train N] [--held-out N] [--lr F] [--min-accuracy F] [--min-miou F]`
+//!
+//! It exits non-zero unless both backends reach the held-out pixel accuracy and mean IoU asked
+//! for (97% and 0.80 by default, which the default 12 epochs reach).
 //!
 //! Progress within an epoch is shown only where stderr is a terminal; a log gets one line per
 //! epoch.
@@ -25,9 +28,6 @@ const BATCH: usize = 32;
 const MAX_IMAGES: usize = 1 << 16;
 /// The most epochs.
 const MAX_EPOCHS: usize = 1000;
-/// The mean IoU over the classes that a run must reach beside its accuracy, as a fraction of
-/// the accuracy asked for (0.80 at the default 97%).
-const MIOU_PER_ACCURACY: f64 = 0.80 / 0.97;
 /// Images the prediction picture shows.
 const SHOWN: usize = 8;
 
@@ -37,6 +37,7 @@ struct Args {
     held_out: usize,
     lr: f32,
     min_accuracy: f64,
+    min_miou: f64,
     gpu: bool,
     cpu: bool,
     out: String,
@@ -72,6 +73,7 @@ fn args() -> std::result::Result<Args, String> {
         held_out: 512,
         lr: 0.3,
         min_accuracy: 0.97,
+        min_miou: 0.80,
         gpu: true,
         cpu: true,
         out: "target/train_segnet".into(),
@@ -89,6 +91,7 @@ fn args() -> std::result::Result<Args, String> {
             "--min-accuracy" => {
                 a.min_accuracy = number("--min-accuracy", &value("--min-accuracy")?, 0.0..=1.0)?
             }
+            "--min-miou" => a.min_miou = number("--min-miou", &value("--min-miou")?, 0.0..=1.0)?,
             "--out" => {
                 a.out = value("--out")?;
                 if a.out.is_empty() {
@@ -278,7 +281,7 @@ fn run(a: &Args) -> std::result::Result<bool, Box<dyn std::error::Error>> {
     )?;
     println!("\nsummary ({} epochs):", a.epochs);
     let mut ok = true;
-    let min_miou = a.min_accuracy * MIOU_PER_ACCURACY;
+    let min_miou = a.min_miou;
     for r in &runs {
         let pass = r.accuracy >= a.min_accuracy && r.miou >= min_miou;
         ok &= pass;

@@ -74,7 +74,7 @@ pub fn conv_transpose2d_backward_weight(
 }
 
 /// [`crate::cpu::bias_backward`] on all CPU cores: channels in parallel, each summing its
-/// planes image by image ([`lane_sum`]).
+/// planes image by image (`lane_sum`).
 pub fn bias_backward(gy: &Tensor) -> Result<Tensor> {
     let [n, c, h, w] = dims4("bias_backward", "gradient", gy.shape())?;
     if gy.is_empty() {
