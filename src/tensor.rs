@@ -12,6 +12,15 @@ mod sealed {
 
 /// Element types a tensor can hold: `f32` for data, `u32` for pooling indices. Sealed: it is
 /// implemented for these types only.
+///
+/// ```compile_fail
+/// #[derive(Clone, Copy, Default, PartialEq, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+/// #[repr(transparent)]
+/// struct Mine(f32);
+/// impl convpool::Element for Mine {
+///     const NAME: &'static str = "mine";
+/// }
+/// ```
 pub trait Element:
     sealed::Sealed + bytemuck::Pod + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static
 {

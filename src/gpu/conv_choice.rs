@@ -56,7 +56,18 @@ pub enum ConvAlgo {
 
 impl ConvAlgo {
     /// Every choice, `Auto` first: what tests run a convolution through to reach every kernel.
-    /// A slice, so that a new kernel can join it without breaking callers.
+    /// A slice, so that a new kernel can join it without breaking callers (and `ConvAlgo` is
+    /// `#[non_exhaustive]`: a `match` on it needs a wildcard arm):
+    ///
+    /// ```compile_fail
+    /// fn name(a: convpool::ConvAlgo) -> &'static str {
+    ///     use convpool::ConvAlgo::*;
+    ///     match a {
+    ///         Auto => "auto", Direct => "direct", Gemm => "gemm", GemmTiled => "tiled",
+    ///         GemmWide32 => "wide32", GemmWide64 => "wide64",
+    ///     }
+    /// }
+    /// ```
     pub const ALL: &'static [ConvAlgo] = &[
         ConvAlgo::Auto,
         ConvAlgo::Direct,

@@ -68,7 +68,21 @@ impl Default for Conv2d {
 /// A fully resolved convolution: every size the kernels need. Made only by the specs'
 /// validating methods ([`Conv2d::geometry`] and the like), so its sizes always agree (groups
 /// divide the channels, the output size follows from the rest); `#[non_exhaustive]` keeps
-/// other crates from building one by hand.
+/// other crates from building one by hand:
+///
+/// ```compile_fail
+/// let g = convpool::ConvGeometry {
+///     n: 1, c_in: 2, c_out: 2, groups: 0, input: [4, 4], kernel: [3, 3], stride: [1, 1],
+///     dilation: [1, 1], pad_before: [0, 0], pad_after: [0, 0], output: [2, 2],
+/// };
+/// ```
+///
+/// ```
+/// let g = convpool::Conv2d { groups: 2, ..Default::default() }
+///     .geometry(&[1, 4, 5, 5], &[6, 2, 3, 3], None)?;
+/// assert_eq!((g.c_in_per_group(), g.c_out_per_group(), g.output), (2, 3, [3, 3]));
+/// # Ok::<(), convpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConvGeometry {
