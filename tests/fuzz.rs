@@ -359,38 +359,28 @@ fn train_case(rng: &mut Rng, g: &Gpu) -> Case {
         momentum: 0.9,
         weight_decay: 0.01,
     };
-    let c = || -> Out {
-        let y = cpu::activation(&a, f)?;
-        let (ce, dce) = cpu::softmax_cross_entropy(&a, &labels)?;
-        let (mse, dmse) = cpu::mse_loss(&a, &b)?;
-        let (w, v) = cpu::sgd_update(&a, &b, &a, &sgd)?;
-        Ok(vec![
-            cpu::activation_backward(&b, &y, f)?,
-            y,
-            cpu::add(&a, &b)?,
-            Tensor::new([2], vec![ce, mse])?,
-            dce,
-            dmse,
-            w,
-            v,
-        ])
-    };
-    let ff = || -> Out {
-        let y = fast::activation(&a, f)?;
-        let (ce, dce) = fast::softmax_cross_entropy(&a, &labels)?;
-        let (mse, dmse) = fast::mse_loss(&a, &b)?;
-        let (w, v) = fast::sgd_update(&a, &b, &a, &sgd)?;
-        Ok(vec![
-            fast::activation_backward(&b, &y, f)?,
-            y,
-            fast::add(&a, &b)?,
-            Tensor::new([2], vec![ce, mse])?,
-            dce,
-            dmse,
-            w,
-            v,
-        ])
-    };
+    // The same ops through a host path (`cpu` or `fast`).
+    macro_rules! host {
+        ($m:ident) => {
+            || -> Out {
+                let y = $m::activation(&a, f)?;
+                let (ce, dce) = $m::softmax_cross_entropy(&a, &labels)?;
+                let (mse, dmse) = $m::mse_loss(&a, &b)?;
+                let (w, v) = $m::sgd_update(&a, &b, &a, &sgd)?;
+                Ok(vec![
+                    $m::activation_backward(&b, &y, f)?,
+                    y,
+                    $m::add(&a, &b)?,
+                    Tensor::new([2], vec![ce, mse])?,
+                    dce,
+                    dmse,
+                    w,
+                    v,
+                ])
+            }
+        };
+    }
+    let (c, ff) = (host!(cpu), host!(fast));
     let gg = || -> Out {
         let (ga, gb) = (up(g, &a), up(g, &b));
         let y = g.activation(&ga, f)?;

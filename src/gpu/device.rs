@@ -159,16 +159,7 @@ impl GpuBuilder {
             ..Default::default()
         }))
         .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
-        let family = match self.kernels {
-            Some(f) => f,
-            None => KernelFamily::for_adapter(&info)?,
-        };
-        Ok(Gpu::open(
-            adapter,
-            device,
-            queue,
-            (true, family, self.tuner()),
-        ))
+        self.open(adapter, device, queue, true)
     }
 
     /// convpool on a device the application made, with this builder's kernel family and
@@ -193,15 +184,27 @@ impl GpuBuilder {
                 ),
             ));
         }
+        self.open(adapter, device, queue, false)
+    }
+
+    /// The `Gpu` on `device` with this builder's kernel family (else the environment's, else
+    /// by the device's type) and autotuner; `own`: see [`Gpu::open`].
+    fn open(
+        &self,
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        own: bool,
+    ) -> Result<Gpu> {
         let family = match self.kernels {
             Some(f) => f,
-            None => KernelFamily::for_adapter(&own)?,
+            None => KernelFamily::for_adapter(&device.adapter_info())?,
         };
         Ok(Gpu::open(
             adapter,
             device,
             queue,
-            (false, family, self.tuner()),
+            (own, family, self.tuner()),
         ))
     }
 
