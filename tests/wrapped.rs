@@ -197,6 +197,37 @@ fn ops_that_would_copy_a_wrapped_buffer_without_copy_src_refuse_it_before_record
     );
 }
 
+/// A wrapped buffer the application destroyed: every later call that uses it is an `Err`
+/// before anything is recorded, and the ops around it come out right.
+#[test]
+fn a_wrapped_buffer_destroyed_after_wrapping_is_refused_by_later_calls() {
+    let Some((gpu, _)) = app_gpu() else {
+        return;
+    };
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let big: Vec<f32> = (0..1 << 20).map(|i| (i % 3) as f32).collect();
+    let buffer = app_buffer(gpu.device(), bytemuck::cast_slice(&big), usage);
+    let x = GpuTensor::<f32>::from_buffer(&gpu, buffer.clone(), [1, 4, 512, 512]).unwrap();
+    let small = GpuTensor::<f32>::from_buffer(&gpu, buffer.clone(), [1, 4, 4, 4]).unwrap();
+    buffer.destroy();
+    let before = neighbour(&gpu, 8);
+    expect_refusal(x.download(), "download", "destroyed");
+    let w = gpu
+        .upload(&Tensor::new([1, 4, 1, 1], vec![1.0; 4]).unwrap())
+        .unwrap();
+    // Over the binding limit (copied in bands) and within it (bound whole).
+    expect_refusal(
+        gpu.conv2d(&x, &w, None, &Conv2d::default()),
+        "conv2d",
+        "destroyed",
+    );
+    let r = gpu.conv2d(&small, &w, None, &Conv2d::default());
+    assert!(matches!(r, Err(Error::Gpu { op: "conv2d", .. })), "{r:?}");
+    let after = neighbour(&gpu, 9);
+    before.check("the conv2d recorded before the calls on the destroyed buffer");
+    after.check("the conv2d recorded after them");
+}
+
 /// Out-of-range indices in a wrapped buffer without `COPY_SRC`: the error names the position
 /// (the value cannot be copied out to name it), and nothing else is lost.
 #[test]

@@ -111,6 +111,9 @@ impl Gpu {
         };
         if chunks != Chunks::Whole {
             for &(what, buffer) in sources {
+                // Bindable here (not another device's, not destroyed since it was wrapped):
+                // a copy from a destroyed buffer would fail the whole submission.
+                self.check_buffer_device(op, buffer)?;
                 if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
                     return Err(Error::invalid(
                         op,

@@ -95,7 +95,10 @@ impl<T: Element> GpuTensor<T> {
     /// nothing is recorded or submitted).
     ///
     /// The buffer stays the application's: convpool never recycles it, and keeps no packed
-    /// copy of it, so the application may write new contents between calls. Ordering is the
+    /// copy of it, so the application may write new contents between calls. Destroy it only
+    /// after [`Gpu::flush`] has submitted the ops recorded on it: wgpu fails a submission that
+    /// uses a destroyed buffer whole, with every op in it. Calls made after it was destroyed
+    /// are an `Err` and leave other ops alone. Ordering is the
     /// queue's: convpool's ops reach the queue at [`Gpu::flush`], so flush before submitting
     /// a write that must come after the ops that read the buffer.
     ///
@@ -227,6 +230,11 @@ impl<T: Element> GpuTensor<T> {
             ));
         }
         let gpu = &self.gpu;
+        if self.external {
+            // The application may have destroyed it since it was wrapped: a copy from a
+            // destroyed buffer fails the whole submission, not just this download.
+            gpu.check_buffer_device(op, &self.buffer)?;
+        }
         let d = &gpu.inner.device;
         let staging = gpu.scoped(op, || {
             d.create_buffer(&wgpu::BufferDescriptor {
