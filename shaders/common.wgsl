@@ -44,9 +44,15 @@ fn fast_div(n: u32, dm: vec2<u32>) -> u32 {
 // An activation (kind: 0 identity, 1 ReLU, 2 LeakyReLU with slope a, 3 Clamp to [a, b],
 // 4 sigmoid, 5 tanh), operation for operation the CPU's `Activation::apply` in the
 // piecewise-linear cases. NaN propagates (tested on the bits, which no compiler may assume away).
+// The activation kind compiled into a pipeline whose launcher fixes it (the same kind as its
+// params' `act`), so that the switch below folds away; 255: taken from `kind` at run time.
+override ACT_FIXED: u32 = 255u;
+
 fn activate(v: f32, kind: u32, a: f32, b: f32) -> f32 {
+    var k = kind;
+    if (ACT_FIXED != 255u) { k = ACT_FIXED; }
     let nan = is_nan(v);
-    switch kind {
+    switch k {
         case 1u: { return select(v, 0.0, v < 0.0 && !nan); }
         case 2u: { return select(v, v * a, v < 0.0 && !nan); }
         case 3u: { return select(select(v, a, v < a && !nan), b, v > b && !nan); }

@@ -11,7 +11,7 @@ use super::conv_gemm::{
 use super::{check_reach, Gpu, GpuTensor, Pass};
 use crate::activation::Activation;
 use crate::error::Result;
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{self, Kernel};
 use crate::params::conv::{Conv2d, ConvGeometry, ConvTranspose2d};
 
 params_struct! {
@@ -319,10 +319,14 @@ impl Gpu {
                     let threads = y.len() / g.output[1] * octets;
                     Pass {
                         window: [kw as u32, sw as u32],
+                        act: kernels::compiled_act(params.act),
                         ..Pass::new(Kernel::Conv2dRows, &params, buffers, threads)
                     }
                 } else {
-                    Pass::new(Kernel::Conv2d, &params, buffers, y.len())
+                    Pass {
+                        act: kernels::compiled_act(params.act),
+                        ..Pass::new(Kernel::Conv2d, &params, buffers, y.len())
+                    }
                 };
                 self.launch(op, &[], &[pass])
             }
@@ -431,12 +435,11 @@ impl Gpu {
         )];
         if act != Activation::Identity {
             let params = ConvParams::new(g, y.len(), false, act);
-            passes.push(Pass::new(
-                Kernel::ActInPlace,
-                &params,
-                vec![y.buffer()],
-                y.len(),
-            ));
+            let pass = Pass::new(Kernel::ActInPlace, &params, vec![y.buffer()], y.len());
+            passes.push(Pass {
+                act: kernels::compiled_act(params.act),
+                ..pass
+            });
         }
         self.launch(op, &[], &passes)
     }
@@ -497,8 +500,11 @@ impl Gpu {
         }
         if act != Activation::Identity {
             let params = ConvParams::new(g, y.len(), false, act);
-            let buffers = vec![y.buffer()];
-            passes.push(Pass::new(Kernel::ActInPlace, &params, buffers, y.len()));
+            let pass = Pass::new(Kernel::ActInPlace, &params, vec![y.buffer()], y.len());
+            passes.push(Pass {
+                act: kernels::compiled_act(params.act),
+                ..pass
+            });
         }
         self.launch(op, &[], &passes)
     }

@@ -10,7 +10,7 @@ use super::conv_wide::Wide;
 use super::{Gpu, GpuTensor, Pass};
 use crate::activation::Activation;
 use crate::error::Result;
-use crate::gpu::kernels::{Kernel, UNIFORM_WINDOW};
+use crate::gpu::kernels::{self, Kernel, UNIFORM_WINDOW};
 use crate::gpu::layout::params_struct;
 use crate::params::conv::ConvGeometry;
 use crate::tensor::Tensor;
@@ -464,12 +464,11 @@ impl Gpu {
                 _ => (Kernel::ConvGemm, [GEMM_TILE as u32; 2]),
             };
             let params = tiled(tile);
-            return vec![Pass::tiled(
-                kernel,
-                &params,
-                buffers.to_vec(),
-                params.workgroups(),
-            )];
+            let pass = Pass::tiled(kernel, &params, buffers.to_vec(), params.workgroups());
+            return vec![Pass {
+                act: kernels::compiled_act(params.act),
+                ..pass
+            }];
         };
         // Output rows padded to whole lanes of 8 columns.
         let row_w = params.out_w.next_multiple_of(ROWS_TILE[1] / 8);
@@ -510,6 +509,7 @@ impl Gpu {
                     window,
                     uniform_offset: ((tile0 * l.rows_pad + row0) * l.row_vec4s) as u64 * 16,
                     texture: Some(x),
+                    act: kernels::compiled_act(p.act),
                     ..pass
                 });
             }

@@ -7,7 +7,7 @@ use super::conv_choice::ConvAlgo;
 use super::conv_gemm::GemmParams;
 use super::{Gpu, GpuTensor, Pass};
 use crate::error::Result;
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{self, Kernel};
 
 /// A wide GEMM configuration: its square tile, and its kernels for any shape and for conv2d
 /// on whole tiles (vec4 weights and outputs).
@@ -121,7 +121,11 @@ impl Gpu {
                 )
             });
             let pass = Pass::tiled(kernel, &params, buffers, params.workgroups());
-            return vec![Pass { window, ..pass }];
+            return vec![Pass {
+                window,
+                act: kernels::compiled_act(params.act),
+                ..pass
+            }];
         };
         // Parts over K into `partial`, then their ordered sum into the output.
         let params = GemmParams { k_part, ..params };
@@ -141,7 +145,15 @@ impl Gpu {
             vec![partial, w, bias, y, table],
             total,
         );
-        vec![Pass { window, ..gemm }, sum]
+        let act = kernels::compiled_act(params.act);
+        vec![
+            Pass {
+                window,
+                act,
+                ..gemm
+            },
+            Pass { act, ..sum },
+        ]
     }
 }
 

@@ -341,8 +341,24 @@ pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
-/// A kernel and the window size compiled into it (`[0, 0]`: none).
-type PipelineKey = (Kernel, [u32; 2]);
+/// A kernel, the window size compiled into it (`[0, 0]`: none) and its activation kind
+/// (`DYNAMIC_ACT`: from the params).
+type PipelineKey = (Kernel, [u32; 2], u32);
+
+/// A pass whose activation kind comes from its params at run time (`ACT_FIXED`'s default).
+pub(crate) const DYNAMIC_ACT: u32 = 255;
+
+/// The activation kind to compile into the pipeline of a pass whose params say `kind`: the
+/// identity and ReLU (the plain and the usual fused convolution) get pipelines of their own;
+/// the rarer kinds share the dynamic one, so that each kernel compiles at most three
+/// pipelines for its activations (on lavapipe a GEMM pipeline takes about a second).
+pub(crate) fn compiled_act(kind: u32) -> u32 {
+    if kind <= 1 {
+        kind
+    } else {
+        DYNAMIC_ACT
+    }
+}
 
 /// Pooling windows up to this size per axis get pipelines with the size compiled in.
 pub(crate) const MAX_COMPILED_WINDOW: usize = 8;
@@ -354,17 +370,23 @@ impl PipelineCache {
     /// [`MAX_COMPILED_WINDOW`]), the taps per
     /// kernel row and column step of the row-segment GEMM (at most 8 each). At most 64 such
     /// variants per kernel.
+    ///
+    /// With `act` other than [`DYNAMIC_ACT`], the pipeline has that activation kind compiled in
+    /// (`ACT_FIXED` in shaders/common.wgsl): its stores skip the switch over kinds, which
+    /// llvmpipe otherwise runs for every output (about 5% of the 7×7 stem's time). Launchers
+    /// pass [`compiled_act`] of the kind in the pass's own params, so both always agree.
     pub(crate) fn get(
         &self,
         device: &wgpu::Device,
         kernel: Kernel,
         window: [u32; 2],
+        act: u32,
     ) -> Arc<Pipeline> {
         if let Some(p) = self
             .pipelines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(kernel, window))
+            .get(&(kernel, window, act))
         {
             return p.clone();
         }
@@ -448,12 +470,15 @@ impl PipelineCache {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let constants: Vec<(&str, f64)> = if window == [0, 0] {
+        let mut constants: Vec<(&str, f64)> = if window == [0, 0] {
             Vec::new()
         } else {
             let [a, b] = kernel.overrides();
             vec![(a, window[0] as f64), (b, window[1] as f64)]
         };
+        if act != DYNAMIC_ACT {
+            constants.push(("ACT_FIXED", act as f64));
+        }
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: Some(&pl),
@@ -469,7 +494,7 @@ impl PipelineCache {
         self.pipelines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((kernel, window), p.clone());
+            .insert((kernel, window, act), p.clone());
         p
     }
 }

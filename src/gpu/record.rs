@@ -72,6 +72,10 @@ pub(crate) struct Pass<'a> {
     pub uniform_offset: u64,
     /// The kernel's `Binding::Texture` or `Binding::StorageTexture`.
     pub texture: Option<&'a wgpu::TextureView>,
+    /// The activation kind compiled into the pipeline: `kernels::compiled_act` of the `act`
+    /// of the pass's params where its kernel applies it, else [`kernels::DYNAMIC_ACT`] (see
+    /// `PipelineCache::get`).
+    pub act: u32,
 }
 
 impl<'a> Pass<'a> {
@@ -101,6 +105,7 @@ impl<'a> Pass<'a> {
             workgroups,
             uniform_offset: 0,
             texture: None,
+            act: kernels::DYNAMIC_ACT,
         }
     }
 }
@@ -414,7 +419,7 @@ impl Gpu {
                 if p.workgroups == 0 {
                     return None;
                 }
-                let pipe = self.inner.cache.get(d, p.kernel, p.window);
+                let pipe = self.inner.cache.get(d, p.kernel, p.window, p.act);
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
