@@ -8,8 +8,8 @@ mod common;
 use common::{assert_close, assert_exact, gpu, sum_atol, Rng};
 use convpool::wgpu::{self, util::DeviceExt};
 use convpool::{
-    cpu, Activation, Conv2d, ConvAlgo, ConvTranspose2d, Error, Gpu, GpuTensor, Padding, Pool2d,
-    Tensor,
+    cpu, Activation, Conv2d, ConvAlgo, ConvTranspose2d, Error, Gpu, GpuTensor, KernelFamily,
+    Padding, Pool2d, Tensor,
 };
 
 /// The application's side: an adapter, and a device it made itself with WebGPU's default
@@ -465,6 +465,54 @@ fn the_builder_picks_adapters_in_code() {
         .build()
         .unwrap();
     assert_eq!(on_backend.adapter_info().backend, backend);
+}
+
+#[test]
+fn the_builder_sets_the_kernel_family_and_the_autotuner_of_an_applications_device() {
+    let Some(shared) = gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("convpool-interop-{}", std::process::id()));
+    for family in [KernelFamily::Cpu, KernelFamily::Gpu] {
+        let Some((adapter, device, queue)) = app_device() else {
+            return;
+        };
+        let g = Gpu::builder()
+            .kernels(family)
+            .autotune(true)
+            .tune_cache(dir.join("tune.json"))
+            .from_wgpu(adapter, device, queue)
+            .unwrap();
+        assert_eq!(g.kernel_family(), family);
+        assert!(g.autotuning());
+        assert_eq!(
+            g.limits(),
+            &wgpu::Limits::default(),
+            "the application's limits"
+        );
+        // And it runs: an Auto convolution, tuned on this device.
+        let mut rng = Rng::new(44);
+        let (x, w) = (rng.tensor([1, 4, 6, 6]), rng.tensor([8, 4, 3, 3]));
+        let spec = Conv2d::default();
+        let y = g
+            .conv2d(&g.upload(&x).unwrap(), &g.upload(&w).unwrap(), None, &spec)
+            .unwrap();
+        let want = cpu::conv2d(&x, &w, None, &spec).unwrap();
+        assert_close(
+            "tuned on the application's device",
+            &y.download().unwrap(),
+            &want,
+            sum_atol(36),
+            1e-4,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    // An adapter that is not the device's is refused: a stub device of wgpu's noop backend.
+    let (device, queue) = wgpu::Device::noop(&wgpu::DeviceDescriptor::default());
+    let err = Gpu::from_wgpu(shared.adapter().clone(), device, queue).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is not the one the device was opened on"),
+        "{err}"
+    );
 }
 
 #[test]

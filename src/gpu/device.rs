@@ -380,5 +380,10 @@ mod tests {
             err.to_string().contains("CONVPOOL_KERNELS=\"fast\""),
             "{err}"
         );
+        assert!(
+            err.to_string()
+                .contains("the valid values are \"cpu\" and \"gpu\""),
+            "{err}"
+        );
     }
 }
