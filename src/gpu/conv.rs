@@ -426,22 +426,25 @@ impl Gpu {
         act: Activation,
         y: &GpuTensor,
     ) -> Result<()> {
+        let mut passes = vec![self.init_pass(g, bias, y)];
+        passes.extend(act_pass(g, act, y));
+        self.launch(op, &[], &passes)
+    }
+
+    /// The pass writing `bias` (or 0) into every element of `y`, shaped as `g`'s input.
+    fn init_pass<'a>(
+        &'a self,
+        g: &ConvGeometry,
+        bias: Option<&'a GpuTensor>,
+        y: &'a GpuTensor,
+    ) -> Pass<'a> {
         let b = bias.map_or(self.dummy(), |b| b.buffer());
-        let mut passes = vec![Pass::new(
+        Pass::new(
             Kernel::ConvTransposeInit,
             &ConvParams::new(g, y.len(), bias.is_some(), Activation::Identity),
             vec![b, y.buffer()],
             y.len(),
-        )];
-        if act != Activation::Identity {
-            let params = ConvParams::new(g, y.len(), false, act);
-            let pass = Pass::new(Kernel::ActInPlace, &params, vec![y.buffer()], y.len());
-            passes.push(Pass {
-                act: kernels::compiled_act(params.act),
-                ..pass
-            });
-        }
-        self.launch(op, &[], &passes)
+        )
     }
 
     /// The passes of conv_transpose2d over tensors that fit their bindings; `g` is the forward
@@ -458,7 +461,6 @@ impl Gpu {
         y: &GpuTensor,
     ) -> Result<()> {
         let op = "conv_transpose2d";
-        let b = bias.map_or(self.dummy(), |b| b.buffer());
         let taps = (g.kernel[0] * g.kernel[1] / (g.stride[0] * g.stride[1])).max(1);
         let (m, k) = (g.c_in_per_group(), g.c_out_per_group() * taps);
         let rows_ok = algo != ConvAlgo::Auto || macs(g) >= ROWS_MIN_MACS;
@@ -474,12 +476,7 @@ impl Gpu {
         if algo != ConvAlgo::Direct {
             return self.conv_transpose_phases(x, w, bias, g, pad_h, (algo, rows_ok, act), y);
         }
-        let mut passes = vec![Pass::new(
-            Kernel::ConvTransposeInit,
-            &ConvParams::new(g, y.len(), bias.is_some(), Activation::Identity),
-            vec![b, y.buffer()],
-            y.len(),
-        )];
+        let mut passes = vec![self.init_pass(g, bias, y)];
         let threads = g.n * g.c_in * g.output[0] * g.output[1];
         for ky in 0..g.kernel[0] {
             for kx in 0..g.kernel[1] {
@@ -498,14 +495,7 @@ impl Gpu {
                 ));
             }
         }
-        if act != Activation::Identity {
-            let params = ConvParams::new(g, y.len(), false, act);
-            let pass = Pass::new(Kernel::ActInPlace, &params, vec![y.buffer()], y.len());
-            passes.push(Pass {
-                act: kernels::compiled_act(params.act),
-                ..pass
-            });
-        }
+        passes.extend(act_pass(g, act, y));
         self.launch(op, &[], &passes)
     }
 
@@ -563,6 +553,18 @@ impl Gpu {
         }
         self.gemm_launch(op, [x, w, y], b, (algo, rows_ok), phases)
     }
+}
+
+/// The pass applying `act` to `y` in place (shaped as `g`'s input), unless it is the identity.
+fn act_pass<'a>(g: &ConvGeometry, act: Activation, y: &'a GpuTensor) -> Option<Pass<'a>> {
+    (act != Activation::Identity).then(|| {
+        let params = ConvParams::new(g, y.len(), false, act);
+        let pass = Pass::new(Kernel::ActInPlace, &params, vec![y.buffer()], y.len());
+        Pass {
+            act: kernels::compiled_act(params.act),
+            ..pass
+        }
+    })
 }
 
 #[cfg(test)]
