@@ -416,37 +416,33 @@ impl PipelineCache {
         // is refused when its bind group is made (inside the launch's error scope, before
         // anything is recorded), not when the pass holding its dispatch ends.
         let least = least_binding_sizes(shader.source());
+        let buffer = |ty, b: &Binding| wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: least
+                .get(&b.index())
+                .copied()
+                .and_then(std::num::NonZeroU64::new),
+        };
         let storage = |b: &Binding| wgpu::BindGroupLayoutEntry {
             binding: b.index(),
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: {
-                let buffer = |ty| wgpu::BindingType::Buffer {
-                    ty,
-                    has_dynamic_offset: false,
-                    min_binding_size: least
-                        .get(&b.index())
-                        .copied()
-                        .and_then(std::num::NonZeroU64::new),
-                };
-                match b {
-                    Binding::Read(_) => {
-                        buffer(wgpu::BufferBindingType::Storage { read_only: true })
-                    }
-                    Binding::Write(_) => {
-                        buffer(wgpu::BufferBindingType::Storage { read_only: false })
-                    }
-                    Binding::Uniform(_) => buffer(wgpu::BufferBindingType::Uniform),
-                    Binding::Texture(_) => wgpu::BindingType::Texture {
-                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                        view_dimension: wgpu::TextureViewDimension::D2Array,
-                        multisampled: false,
-                    },
-                    Binding::StorageTexture(_) => wgpu::BindingType::StorageTexture {
-                        access: wgpu::StorageTextureAccess::WriteOnly,
-                        format: X_TEXTURE_FORMAT,
-                        view_dimension: wgpu::TextureViewDimension::D2Array,
-                    },
+            ty: match b {
+                Binding::Read(_) => buffer(wgpu::BufferBindingType::Storage { read_only: true }, b),
+                Binding::Write(_) => {
+                    buffer(wgpu::BufferBindingType::Storage { read_only: false }, b)
                 }
+                Binding::Uniform(_) => buffer(wgpu::BufferBindingType::Uniform, b),
+                Binding::Texture(_) => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                    multisampled: false,
+                },
+                Binding::StorageTexture(_) => wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: X_TEXTURE_FORMAT,
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                },
             },
             count: None,
         };

@@ -244,7 +244,7 @@ pub fn unpool_shape(
         .ok_or_else(|| Error::invalid(op, format!("output size {size:?} overflows")))?;
     // Every index is out of range for a plane of no position.
     ensure!(
-        plane_len > 0 || d[2] == 0 || d[3] == 0 || d[0] == 0 || d[1] == 0,
+        plane_len > 0 || d.contains(&0),
         op,
         "the {}×{} output plane has no position for the {} indices of each plane",
         size[0],
