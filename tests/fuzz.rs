@@ -153,20 +153,19 @@ fn conv_case(rng: &mut Rng, g: &Gpu) -> Case {
             };
             let gy = rng.tensor(y.shape().to_vec());
             let k = [ws[2], ws[3]];
-            let c = || -> Out {
-                Ok(vec![
-                    cpu::conv2d_backward_input(&gy, &w, [xs[2], xs[3]], &spec)?,
-                    cpu::conv2d_backward_weight(&gy, &x, k, &spec)?,
-                    cpu::bias_backward(&gy)?,
-                ])
-            };
-            let f = || -> Out {
-                Ok(vec![
-                    fast::conv2d_backward_input(&gy, &w, [xs[2], xs[3]], &spec)?,
-                    fast::conv2d_backward_weight(&gy, &x, k, &spec)?,
-                    fast::bias_backward(&gy)?,
-                ])
-            };
+            // The same gradients through a host path (`cpu` or `fast`).
+            macro_rules! host {
+                ($m:ident) => {
+                    || -> Out {
+                        Ok(vec![
+                            $m::conv2d_backward_input(&gy, &w, [xs[2], xs[3]], &spec)?,
+                            $m::conv2d_backward_weight(&gy, &x, k, &spec)?,
+                            $m::bias_backward(&gy)?,
+                        ])
+                    }
+                };
+            }
+            let (c, f) = (host!(cpu), host!(fast));
             let gg = || -> Out {
                 let ggy = up(g, &gy);
                 Ok(vec![
@@ -224,20 +223,19 @@ fn pool_case(rng: &mut Rng, g: &Gpu) -> Case {
     let size = [xs[2], xs[3]];
     match rng.range(0, 4) {
         0 => {
-            let c = || -> Out {
-                let (v, i) = cpu::max_pool2d(&x, &p)?;
-                let up = cpu::max_unpool2d(&v, &i, size)?;
-                let back = cpu::max_pool2d_backward(&v, &i, size)?;
-                let unback = cpu::max_unpool2d_backward(&up, &i)?;
-                Ok(vec![v, idx_f32(i), up, back, unback])
-            };
-            let f = || -> Out {
-                let (v, i) = fast::max_pool2d(&x, &p)?;
-                let up = fast::max_unpool2d(&v, &i, size)?;
-                let back = fast::max_pool2d_backward(&v, &i, size)?;
-                let unback = fast::max_unpool2d_backward(&up, &i)?;
-                Ok(vec![v, idx_f32(i), up, back, unback])
-            };
+            // The same ops through a host path (`cpu` or `fast`).
+            macro_rules! host {
+                ($m:ident) => {
+                    || -> Out {
+                        let (v, i) = $m::max_pool2d(&x, &p)?;
+                        let up = $m::max_unpool2d(&v, &i, size)?;
+                        let back = $m::max_pool2d_backward(&v, &i, size)?;
+                        let unback = $m::max_unpool2d_backward(&up, &i)?;
+                        Ok(vec![v, idx_f32(i), up, back, unback])
+                    }
+                };
+            }
+            let (c, f) = (host!(cpu), host!(fast));
             let gg = || -> Out {
                 let (v, i) = g.max_pool2d(&up(g, &x), &p)?;
                 let u = g.max_unpool2d(&v, &i, size)?;
