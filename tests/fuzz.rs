@@ -4,8 +4,9 @@
 //! allowed where the reference accepts. After every case a small op recorded on the same `Gpu`
 //! must still come out right (a call's failure may not spoil its neighbours).
 //!
-//! Not in the default run (`#[ignore]`): `benchmarks/fuzz.sh MINUTES` runs it in release mode
-//! (`CONVPOOL_FUZZ_SECONDS`, `CONVPOOL_FUZZ_SEED`), printing a tally of cases per op.
+//! Not in the default run (`#[ignore]`): `benchmarks/fuzz.sh MINUTES` runs it in the test
+//! profile, debug assertions on (`CONVPOOL_FUZZ_SECONDS`, `CONVPOOL_FUZZ_SEED`), printing a
+//! tally of cases per op.
 
 mod common;
 
